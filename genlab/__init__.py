@@ -1,0 +1,15 @@
+"""genlab: train, sample, edit, evaluate, store and serve deep generative models."""
+
+__version__ = "0.1.0"
+
+from genlab.api import (
+    info,
+    interpolate,
+    load,
+    reconstruct,
+    sample,
+    score,
+    train,
+)
+
+__all__ = ["__version__", "info", "interpolate", "load", "reconstruct", "sample", "score", "train"]

@@ -1,0 +1,379 @@
+"""The public workflow functions: the CLI calls exactly these.
+
+run_dir = genlab.train("vae-mnist", steps=2000, out="runs/vae")
+model = genlab.load(run_dir)
+images = genlab.sample(model, 16, seed=0)          # uint8 (16, 28, 28, 1)
+genlab.save_samples(images, "samples.png")
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from genlab import registry
+from genlab.checkpoint import build_model, list_checkpoints, load_model, read_run_config, write_run_config
+from genlab.config import apply_overrides, from_dict, parse_overrides, to_dict
+from genlab.data.datasets import ImageData, load_images
+from genlab.data.images import save_grid, to_tensor, to_uint8
+from genlab.errors import CheckpointError, ConfigError, DataError
+from genlab.io import atomic_path
+from genlab.models.base import GenerativeModel
+from genlab.training.trainer import Event, TrainConfig, fit, resolve_device
+
+#: training options that may change when a run is resumed (they do not change the maths)
+RESUMABLE_KEYS = {"steps", "max_minutes", "log_every", "eval_every", "sample_every", "checkpoint_every",
+                  "keep_checkpoints"}  # fmt: skip
+NO_STEP_LIMIT = 10**9
+
+
+# --- training --------------------------------------------------------------------------------
+def _adapt_to_data(model_config: Any, data: ImageData, recipe_name: str) -> Any:
+    """Give the model the data's image shape, and a conditional model the data's class count."""
+    channels, height, width = data.shape
+    changes: dict[str, Any] = {"channels": channels, "height": height, "width": width}
+    if getattr(model_config, "num_classes", 0) > 0:
+        if data.num_classes == 0:
+            raise DataError(
+                f"{recipe_name} is class-conditional but {data.name!r} has no labels; put the images in one "
+                "sub-folder per class, or give 'labels' in the .npz."
+            )
+        changes["num_classes"] = data.num_classes
+    return dataclasses.replace(model_config, **changes)
+
+
+def _data_record(data: ImageData, spec: str, image_size: int | None, train_cfg: TrainConfig,
+                 data_range: tuple[float, float], counts: tuple[int, int]) -> dict[str, Any]:  # fmt: skip
+    return {**data.describe(), "spec": spec, "image_size": image_size, "range": list(data_range),
+            "val_fraction": train_cfg.val_fraction, "split_seed": train_cfg.split_seed,
+            "train_count": counts[0], "val_count": counts[1]}  # fmt: skip
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
+    """The existing run's record when resuming; None for a fresh run. Refuses to mix runs."""
+    config_path = run_dir / "config.json"
+    if resume:
+        if not config_path.exists():
+            raise CheckpointError(f"nothing to resume in {run_dir} (no config.json); drop --resume to start a run.")
+        return read_run_config(run_dir)
+    if config_path.exists():
+        raise CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out.")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise CheckpointError(f"{run_dir} exists and is not a genlab run; choose an empty or new --out.")
+    return None
+
+
+def _resume_configs(record: dict[str, Any], requested: dict[str, Any]) -> tuple[Any, TrainConfig]:
+    """The stored configs, with only the options that may change on resume taken from ``requested``."""
+    fam = registry.family(record["family"])
+    stored_model = from_dict(fam.config_class, record["model"])
+    stored_train = from_dict(TrainConfig, record["train"])
+    for key, value in requested.items():
+        if key not in RESUMABLE_KEYS and getattr(stored_train, key, value) != value:
+            raise CheckpointError(
+                f"this run was trained with {key}={getattr(stored_train, key)!r}; it cannot resume with "
+                f"{key}={value!r}. Drop that option, or start a new run with another --out."
+            )
+    return stored_model, dataclasses.replace(
+        stored_train, **{k: v for k, v in requested.items() if k in RESUMABLE_KEYS}
+    )
+
+
+def train(
+    recipe: str,
+    *,
+    data: str | Path | None = None,
+    out: str | Path | None = None,
+    steps: int | None = None,
+    minutes: float | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    device: str = "auto",
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    overrides: Mapping[str, str] | list[str] | None = None,
+    image_size: int | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> Path:
+    """Train ``recipe`` (see ``genlab models``) and return the run directory.
+
+    ``data`` is a dataset name or a path (folder of images, .npy, .npz); ``overrides`` are
+    ``key=value`` strings for any model or training config field. With ``resume`` the run in
+    ``out`` continues from its latest checkpoint (``steps``/``minutes`` may be raised).
+    """
+    rec = registry.recipe(recipe)
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    configs = apply_overrides({"model": rec.model, "train": rec.train}, overrides or {})
+    requested = {"steps": steps, "batch_size": batch_size, "seed": seed, "checkpoint_every": checkpoint_every}
+    requested = {k: v for k, v in requested.items() if v is not None}
+    if minutes is not None:
+        requested["max_minutes"] = float(minutes)
+        requested.setdefault("steps", NO_STEP_LIMIT)  # the time budget, not a step count, ends the run
+    run_dir = Path(out) if out is not None else Path("runs") / recipe
+    record = _prepare_run_dir(run_dir, resume)
+    if record is not None:
+        if record.get("recipe") != recipe:
+            raise CheckpointError(f"{run_dir} holds a run of {record.get('recipe')!r}, not {recipe!r}.")
+        model_cfg, train_cfg = _resume_configs(record, requested)
+        data_spec, image_size = record["data"]["spec"], record["data"]["image_size"]
+        if data is not None and str(data) != data_spec:
+            raise CheckpointError(f"this run was trained on {data_spec!r}; resume it without --data {data}.")
+    else:
+        train_cfg = dataclasses.replace(configs["train"], **requested)
+        model_cfg, data_spec = configs["model"], str(data if data is not None else rec.dataset)
+    images = load_images(data_spec, image_size=image_size)
+    model_cfg = _adapt_to_data(model_cfg, images, recipe)
+    train_split, val_split = images.split(val_fraction=train_cfg.val_fraction, seed=train_cfg.split_seed)
+    model = registry.build(rec.family, model_cfg)
+    data_range = type(model).data_range
+    if record is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_run_config(run_dir, {
+            "family": rec.family, "recipe": recipe, "model": to_dict(model_cfg), "train": to_dict(train_cfg),
+            "data": _data_record(images, data_spec, image_size, train_cfg, data_range,
+                                 (len(train_split), len(val_split))),
+        })  # fmt: skip
+    else:
+        record["train"] = to_dict(train_cfg)
+        write_run_config(run_dir, {k: v for k, v in record.items() if not k.startswith(("format", "genlab_"))})
+        if record["data"]["sha256"] != images.content_hash():
+            raise CheckpointError(
+                f"the data at {data_spec!r} changed since this run started; resume needs the same data."
+            )
+
+    def on_sample(m: GenerativeModel, step: int) -> None:
+        write_preview(m, run_dir / "samples" / f"step-{step:08d}.png", val_split, data_range, seed=train_cfg.seed)
+
+    fit(
+        model, train_cfg, device=resolve_device(device), run_dir=run_dir, resume=resume, on_event=on_event,
+        train_data=_tensors(train_split, data_range), val_data=_tensors(val_split, data_range), on_sample=on_sample,
+    )  # fmt: skip
+    return run_dir
+
+
+def _tensors(data: ImageData, data_range: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    y = None if data.labels is None else torch.from_numpy(data.labels)
+    return to_tensor(data.images, data_range), y
+
+
+def write_preview(
+    model: GenerativeModel, path: Path, val: ImageData, data_range: tuple[float, float], *, seed: int
+) -> None:
+    """A grid of samples (one row per class for conditional models), or reconstructions for models
+    that cannot sample."""
+    generator = torch.Generator().manual_seed(seed)
+    if model.can_sample:
+        labels = None
+        if model.num_classes:
+            per = max(1, 64 // model.num_classes)
+            labels = torch.arange(model.num_classes).repeat_interleave(per)
+        n = 64 if labels is None else len(labels)
+        images = to_uint8(model.sample(n, generator=generator, labels=labels), data_range)
+        save_grid(images, path, ncol=None if labels is None else per)
+    elif model.has_latent and len(val):
+        originals, recon = _reconstruct(model, val, 32, data_range)
+        save_grid(_pairs(originals, recon), path, ncol=8)
+
+
+# --- loading and generation ------------------------------------------------------------------
+def load(run_dir: str | Path, *, device: str = "cpu", use_ema: bool = True) -> GenerativeModel:
+    """The trained model of a run (eval mode) with its frozen ``config``; EMA weights when kept."""
+    return load_model(run_dir, device=resolve_device(device), use_ema=use_ema)
+
+
+def _model(model_or_run: GenerativeModel | str | Path) -> GenerativeModel:
+    return model_or_run if isinstance(model_or_run, GenerativeModel) else load(model_or_run)
+
+
+def _data_range(model: GenerativeModel) -> tuple[float, float]:
+    return type(model).data_range
+
+
+def sample(
+    model_or_run: GenerativeModel | str | Path, n: int = 64, *, seed: int = 0, labels: int | list[int] | None = None
+) -> np.ndarray:
+    """``n`` new images as uint8 (n, H, W, C); the same seed gives the same images."""
+    if n < 1:
+        raise ConfigError(f"n={n} must be at least 1.")
+    model = _model(model_or_run)
+    generator = torch.Generator().manual_seed(seed)
+    label_tensor = None if labels is None else torch.as_tensor(labels)
+    with torch.no_grad():
+        return to_uint8(model.sample(n, generator=generator, labels=label_tensor), _data_range(model))
+
+
+def save_samples(images: np.ndarray, out: str | Path, *, labels: np.ndarray | None = None) -> Path:
+    """``.png`` → a grid; ``.npz`` → array ``samples`` uint8 (N, H, W, C) (and ``labels``)."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix == ".npz":
+        arrays = {"samples": images} if labels is None else {"samples": images, "labels": labels}
+        with atomic_path(out) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **arrays)
+        return out
+    if suffix in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
+        return save_grid(images, out)
+    raise ConfigError(f"cannot write samples to {out}: use a .png (grid) or .npz (array) file name.")
+
+
+def _run_data(model: GenerativeModel, data: str | Path | None, split: Literal["val", "all"] = "val") -> ImageData:
+    """Real images for reconstruction/interpolation/scoring, sized for ``model``."""
+    record = getattr(model, "run_record", None) or {}
+    info = record.get("data", {})
+    spec = str(data) if data is not None else info.get("spec")
+    if spec is None:
+        raise DataError("this model has no record of its training data; pass --data NAME|PATH.")
+    cfg = model.config
+    images = load_images(spec, image_size=(cfg.height, cfg.width), channels=cfg.channels)
+    if data is None and split == "val":
+        _, val = images.split(val_fraction=info.get("val_fraction", 0.1), seed=info.get("split_seed", 0))
+        if len(val):
+            return val
+    return images
+
+
+def _batched(fn: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], x: torch.Tensor,
+             y: torch.Tensor | None, batch: int = 256) -> torch.Tensor:  # fmt: skip
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            outs.append(fn(x[i : i + batch], None if y is None else y[i : i + batch]).cpu())
+    return torch.cat(outs)
+
+
+def _reconstruct(model: GenerativeModel, data: ImageData, n: int, data_range) -> tuple[np.ndarray, np.ndarray]:
+    x, y = _tensors(data.subset(np.arange(min(n, len(data)))), data_range)
+    labels = y.to(model.device) if (y is not None and model.num_classes) else None
+    recon = model.reconstruct(x.to(model.device), labels)
+    return to_uint8(x, data_range), to_uint8(recon, data_range)
+
+
+def _pairs(originals: np.ndarray, recon: np.ndarray, ncol: int = 8) -> np.ndarray:
+    """Rows of ``ncol`` originals, each followed by the row of their reconstructions."""
+    rows = []
+    for i in range(0, len(originals), ncol):
+        a, b = originals[i : i + ncol], recon[i : i + ncol]
+        pad = ncol - len(a)
+        if pad:
+            blank = np.full((pad, *a.shape[1:]), 255, np.uint8)
+            a, b = np.concatenate([a, blank]), np.concatenate([b, blank])
+        rows += [a, b]
+    return np.concatenate(rows)
+
+
+def reconstruct(model_or_run: GenerativeModel | str | Path, n: int = 32, *, data: str | Path | None = None,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(originals, reconstructions), each uint8 (n, H, W, C), from ``n`` validation images
+    (picked by ``seed``) of the run's data, or of ``data``."""
+    model = _model(model_or_run)
+    _require_latent(model, "reconstruct")
+    images = _run_data(model, data)
+    pick = np.random.default_rng(seed).permutation(len(images))[:n]
+    return _reconstruct(model, images.subset(np.sort(pick)), n, _data_range(model))
+
+
+def save_reconstructions(originals: np.ndarray, recon: np.ndarray, out: str | Path) -> Path:
+    return save_grid(_pairs(originals, recon), out, ncol=8)
+
+
+def _require_latent(model: GenerativeModel, what: str) -> None:
+    if not model.has_latent:
+        raise ConfigError(f"{model.family} models have no latent space to {what}; use an ae or vae run.")
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation (Shoemake 1985) of rows of ``a``, ``b`` at fractions ``t``: the path
+    keeps Gaussian codes at a typical norm, where lerp passes through the low-density centre."""
+    a_n, b_n = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
+    omega = torch.acos((a_n * b_n).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
+
+
+def interpolate(model_or_run: GenerativeModel | str | Path, *, steps: int = 8, pairs: int = 4,
+                method: Literal["slerp", "lerp"] = "slerp", data: str | Path | None = None,
+                seed: int = 0) -> np.ndarray:  # fmt: skip
+    """Latent walks between pairs of real images: uint8 (pairs · steps, H, W, C), one walk per row,
+    the two real images' reconstructions at the ends."""
+    if steps < 2:
+        raise ConfigError(f"steps={steps} must be at least 2 (the two ends).")
+    if method not in ("slerp", "lerp"):
+        raise ConfigError(f"method {method!r} is not one of 'slerp', 'lerp'.")
+    model = _model(model_or_run)
+    _require_latent(model, "interpolate")
+    images = _run_data(model, data)
+    if len(images) < 2:
+        raise DataError("interpolation needs at least two images.")
+    rng = np.random.default_rng(seed)
+    idx = np.stack([rng.choice(len(images), 2, replace=False) for _ in range(pairs)])  # (pairs, 2)
+    x, y = _tensors(images.subset(idx.reshape(-1)), _data_range(model))
+    x = x.to(model.device)
+    labels = y.to(model.device) if (y is not None and model.num_classes) else None
+    with torch.no_grad():
+        z = model.encode(x, labels).view(pairs, 2, -1)
+        t = torch.linspace(0, 1, steps, device=x.device).view(1, steps, 1)
+        a, b = z[:, :1], z[:, 1:]
+        walk = slerp(a, b, t) if method == "slerp" else a + t * (b - a)  # (pairs, steps, D)
+        walk_labels = None if labels is None else labels.view(pairs, 2)[:, :1].expand(pairs, steps).reshape(-1)
+        out = model.decode(walk.reshape(pairs * steps, -1), walk_labels)
+    return to_uint8(out, _data_range(model))
+
+
+def score(model_or_run: GenerativeModel | str | Path, data: str | Path) -> tuple[np.ndarray, ImageData]:
+    """Anomaly scores: mean squared reconstruction error per image of ``data`` (high = unusual)."""
+    model = _model(model_or_run)
+    _require_latent(model, "score")
+    images = _run_data(model, data, split="all")
+    x, y = _tensors(images, _data_range(model))
+    labels = y if (y is not None and model.num_classes) else None
+    scores = _batched(lambda xb, yb: model.anomaly_score(xb.to(model.device), yb), x, labels)
+    return scores.numpy(), images
+
+
+def save_scores(scores: np.ndarray, out: str | Path, names: list[str] | None = None) -> Path:
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["index", "name", "score"])
+            for i, s in enumerate(scores):
+                writer.writerow([i, names[i] if names else "", f"{float(s):.6g}"])
+    return out
+
+
+# --- run information -------------------------------------------------------------------------
+def info(run_dir: str | Path) -> dict[str, Any]:
+    """Config, parameter count, steps trained and last metrics of a run."""
+    run_dir = Path(run_dir)
+    record = read_run_config(run_dir)
+    model = build_model(record)
+    checkpoints = list_checkpoints(run_dir)
+    last: dict[str, dict[str, float]] = {}
+    metrics_path = run_dir / "metrics.jsonl"
+    if metrics_path.exists():
+        for line in metrics_path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                last[row["split"]] = row
+    return {
+        "run_dir": str(run_dir),
+        "recipe": record.get("recipe"),
+        "family": record["family"],
+        "parameters": model.num_parameters(),
+        "steps_trained": int(checkpoints[-1].name.split("-")[1]) if checkpoints else 0,
+        "steps_planned": record["train"]["steps"],
+        "data": {k: v for k, v in record["data"].items() if k != "class_names"},
+        "model": record["model"],
+        "train": record["train"],
+        "last_train": last.get("train", {}),
+        "last_val": last.get("val", {}),
+    }

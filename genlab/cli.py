@@ -1,0 +1,239 @@
+"""The ``genlab`` command: parse → call :mod:`genlab.api` → format. Nothing happens here that
+Python callers cannot do; errors become one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from genlab import api, registry
+from genlab.errors import GenlabError
+
+app = typer.Typer(
+    help="Train, sample and inspect deep generative models.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+RunDir = Annotated[Path, typer.Argument(help="A run directory written by `genlab train`.")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps")]
+
+
+@app.command()
+def datasets() -> None:
+    """List the bundled datasets (any folder of images or .npy/.npz works too)."""
+    from genlab.data.datasets import DATASETS
+
+    table = Table("name", "modality", "shape", "count", "licence", "source", "description")
+    for d in DATASETS.values():
+        table.add_row(d.name, d.modality, d.shape, d.count, d.licence, d.source, d.description)
+    out.print(table)
+
+
+@app.command()
+def models() -> None:
+    """List every recipe (ready-to-train setup) and model family."""
+    table = Table("recipe", "family", "data", "steps", "description")
+    for r in registry.recipes():
+        table.add_row(r.name, r.family, r.dataset, str(r.train.steps), r.description)
+    out.print(table)
+    fams = Table("family", "config", "description")
+    for f in registry.families():
+        fams.add_row(f.name, f.config_class.__name__, f.description)
+    out.print(fams)
+
+
+class _ProgressBar:
+    """Renders trainer events as a rich progress bar with loss and throughput."""
+
+    def __init__(self, minutes: float | None) -> None:
+        self.minutes = minutes
+        self.progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn() if minutes is None else TextColumn(""),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+            console=err, disable=not err.is_terminal,
+        )  # fmt: skip
+        self.task = None
+        self.val = ""
+        self.status = ""
+
+    def __call__(self, event) -> None:
+        if event.kind == "start":
+            self.progress.start()
+            total = self.minutes * 60 if self.minutes else event.total_steps
+            done = event.elapsed_s if self.minutes else event.step
+            self.task = self.progress.add_task("train", total=total, completed=done, status="")
+            return
+        if event.kind == "eval":
+            self.val = f" val {event.metrics.get('loss', float('nan')):.4g}"
+            if not err.is_terminal:  # logs and CI: one plain line per evaluation instead of a bar
+                err.print(f"step {event.step}/{event.total_steps}{self.status}{self.val}", highlight=False)
+        if event.kind == "log":
+            m = event.metrics
+            self.status = f" loss {event.metrics.get('loss', float('nan')):.4g}"
+            status = f"step {event.step} loss {m.get('loss', float('nan')):.4g}{self.val} {m['items_per_s']:.0f} it/s"
+            done = event.elapsed_s if self.minutes else event.step
+            self.progress.update(self.task, completed=done, status=status)
+        if event.kind == "end":
+            if self.minutes:
+                self.progress.update(self.task, completed=self.minutes * 60)
+            self.progress.stop()
+
+
+@app.command()
+def train(
+    recipe: Annotated[str, typer.Argument(help="Recipe name, see `genlab models`.")],
+    overrides: Annotated[
+        Optional[list[str]], typer.Argument(help="key=value config overrides, e.g. latent_dim=16 lr=3e-4")
+    ] = None,
+    data: Annotated[Optional[str], typer.Option(help="Dataset name or path (folder of images, .npy, .npz).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimiser steps.")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Train for this many minutes instead of --steps.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Items per optimiser step.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/RECIPE).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Training seed.")] = None,
+    device: Device = "auto",
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Steps between checkpoints.")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+    ] = False,
+    image_size: Annotated[Optional[int], typer.Option(help="Resize (and centre-crop) images to N×N.")] = None,
+) -> None:
+    """Train a recipe; writes config, weights, checkpoints, metrics and sample grids to the run directory."""
+    if steps is not None and minutes is not None:
+        raise GenlabError("give --steps or --minutes, not both.")
+    bar = _ProgressBar(minutes)
+    try:
+        run_dir = api.train(
+            recipe, data=data, out=out_dir, steps=steps, minutes=minutes, batch_size=batch_size, seed=seed,
+            device=device, checkpoint_every=checkpoint_every, resume=resume, overrides=overrides or [],
+            image_size=image_size, on_event=bar,
+        )  # fmt: skip
+    finally:
+        bar.progress.stop()
+    summary = api.info(run_dir)
+    val = summary["last_val"]
+    out.print(f"trained {summary['recipe']} for {summary['steps_trained']} steps"
+              + (f"; validation loss {val['loss']:.4g}" if "loss" in val else ""))  # fmt: skip
+    out.print(f"run directory: {run_dir}  (model.safetensors, config.json, metrics.jsonl, loss.png, samples/)")
+
+
+@app.command()
+def sample(
+    run_dir: RunDir,
+    out_file: Annotated[
+        Path, typer.Option("--out", help="FILE.png → grid; FILE.npz → array 'samples' uint8 [N,H,W,C].")
+    ],
+    n: Annotated[int, typer.Option("--n", help="Number of samples.")] = 64,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    label: Annotated[Optional[int], typer.Option(help="Class label (conditional models).")] = None,
+    device: Device = "cpu",
+) -> None:
+    """Draw new samples from a trained model."""
+    model = api.load(run_dir, device=device)
+    images = api.sample(model, n, seed=seed, labels=label)
+    labels = None if label is None else [label] * n
+    api.save_samples(images, out_file, labels=None if labels is None else np.array(labels))
+    out.print(f"wrote {n} samples to {out_file}")
+
+
+@app.command()
+def reconstruct(
+    run_dir: RunDir,
+    out_file: Annotated[Path, typer.Option("--out", help="PNG: rows of originals, each above its reconstructions.")],
+    n: Annotated[int, typer.Option("--n", help="Number of images.")] = 32,
+    data: Annotated[
+        Optional[str], typer.Option(help="Other data to reconstruct (default: the run's validation split).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Which images to pick.")] = 0,
+) -> None:
+    """Show validation images beside their reconstructions."""
+    originals, recon = api.reconstruct(run_dir, n, data=data, seed=seed)
+    api.save_reconstructions(originals, recon, out_file)
+    mse = float(((originals / 255.0 - recon / 255.0) ** 2).mean())
+    out.print(f"wrote {len(originals)} originals and reconstructions to {out_file} (pixel MSE {mse:.4g})")
+
+
+@app.command()
+def interpolate(
+    run_dir: RunDir,
+    out_file: Annotated[Path, typer.Option("--out", help="PNG: one latent walk per row.")],
+    steps: Annotated[int, typer.Option(help="Images per walk, ends included.")] = 8,
+    pairs: Annotated[int, typer.Option(help="Number of walks.")] = 4,
+    method: Annotated[str, typer.Option(help="slerp | lerp")] = "slerp",
+    data: Annotated[Optional[str], typer.Option(help="Take the end points from this data.")] = None,
+    seed: Annotated[int, typer.Option(help="Which images to pick.")] = 0,
+) -> None:
+    """Walk the latent space between pairs of real examples."""
+    images = api.interpolate(run_dir, steps=steps, pairs=pairs, method=method, data=data, seed=seed)
+    from genlab.data.images import save_grid
+
+    save_grid(images, out_file, ncol=steps)
+    out.print(f"wrote {pairs} {method} walks of {steps} steps to {out_file}")
+
+
+@app.command()
+def score(
+    run_dir: RunDir,
+    data: Annotated[str, typer.Option(help="Dataset name or path to score.")],
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="CSV of per-item scores.")] = None,
+    top: Annotated[int, typer.Option(help="Show the N most unusual items.")] = 10,
+) -> None:
+    """Anomaly scores: reconstruction error per item (high = unlike the training data)."""
+    scores, images = api.score(run_dir, data)
+    if out_file is not None:
+        api.save_scores(scores, out_file)
+    table = Table("index", "score", title=f"{len(scores)} items of {images.name}: mean {scores.mean():.4g}, "
+                                          f"median {float(sorted(scores)[len(scores) // 2]):.4g}")  # fmt: skip
+    for i in scores.argsort()[::-1][:top]:
+        table.add_row(str(int(i)), f"{float(scores[i]):.4g}")
+    out.print(table)
+    if out_file is not None:
+        out.print(f"wrote scores to {out_file}")
+
+
+@app.command()
+def info(run_dir: RunDir, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Config, parameter count, steps and last metrics of a run."""
+    summary = api.info(run_dir)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    table = Table("field", "value", show_header=False)
+    for key in ("run_dir", "recipe", "family"):
+        table.add_row(key, str(summary[key]))
+    table.add_row("parameters", f"{summary['parameters']:,}")
+    table.add_row("steps", f"{summary['steps_trained']} of {summary['steps_planned']}")
+    d = summary["data"]
+    table.add_row("data", f"{d['name']} ({d['train_count']} train / {d['val_count']} val, "
+                          f"{d['channels']}×{d['height']}×{d['width']})")  # fmt: skip
+    table.add_row("model", json.dumps(summary["model"]))
+    for split in ("train", "val"):
+        m = {k: v for k, v in summary[f"last_{split}"].items() if k not in ("step", "split")}
+        table.add_row(f"last {split}", ", ".join(f"{k} {v:.4g}" for k, v in m.items()))
+    out.print(table)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="genlab: %(message)s")
+    try:
+        app()  # click's standalone mode handles usage errors (exit 2) and Ctrl-C (exit 1)
+    except GenlabError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""The contract every genlab model keeps.
+
+A model is a plain ``nn.Module`` built from one frozen config. The trainer, the CLI and the
+service use only what is declared here:
+
+* ``loss(batch, *, phase=...) -> Loss`` — the training objective for one batch; ``phase`` picks the
+  objective when the model has several optimisers (a GAN's discriminator and generator).
+* ``phases()`` — the parameters each optimiser updates, in the order the trainer steps them.
+* ``sample(n, *, generator, labels) -> Tensor`` — new data in the model's data range.
+* ``encode`` / ``decode`` / ``reconstruct`` — where the model has a latent space.
+
+``forward`` takes tensors only; nothing here knows about steps, epochs or run directories.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from genlab.errors import ConfigError, GenlabError
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch of training data. ``x``: (B, C, H, W) float in the model's data range."""
+
+    x: Tensor
+    y: Tensor | None = None  # (B,) int64 class labels, when the data has them
+
+    def to(self, device: torch.device | str) -> Batch:
+        y = None if self.y is None else self.y.to(device, non_blocking=True)
+        return Batch(self.x.to(device, non_blocking=True), y)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+@dataclass(frozen=True)
+class Loss:
+    """What ``loss`` returns: the scalar to minimise and detached terms to log."""
+
+    total: Tensor  # scalar, carries the graph
+    terms: dict[str, Tensor] = field(default_factory=dict)  # scalars, logged as floats
+
+    def items(self) -> dict[str, float]:
+        """Every term as a Python float, ``loss`` included."""
+        out = {"loss": float(self.total.detach())}
+        out.update({k: float(v.detach()) for k, v in self.terms.items()})
+        return out
+
+
+class GenerativeModel(nn.Module):
+    """Base class: holds the config and declares the contract; no behaviour of its own beyond it."""
+
+    family: ClassVar[str] = ""
+    #: the range data must be scaled to before it reaches ``loss`` / ``encode``
+    data_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+
+    # --- training -------------------------------------------------------------------------
+    def phases(self) -> dict[str, list[nn.Parameter]]:
+        """Optimiser name → parameters, stepped in this order each training step."""
+        return {"model": [p for p in self.parameters() if p.requires_grad]}
+
+    def loss(self, batch: Batch, *, phase: str = "model") -> Loss:
+        raise NotImplementedError
+
+    # --- generation -----------------------------------------------------------------------
+    @property
+    def can_sample(self) -> bool:
+        return type(self).sample is not GenerativeModel.sample
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes the model is conditioned on (0 = unconditional)."""
+        return int(getattr(self.config, "num_classes", 0))
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
+        raise GenlabError(f"{self.family} models have no prior to sample from; use reconstruct or a VAE.")
+
+    def check_labels(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
+        """Validate sampling labels; draw uniform ones for a conditional model when none are given."""
+        if self.num_classes == 0:
+            if labels is not None:
+                raise ConfigError(f"this {self.family} model is unconditional; drop the label.")
+            return None
+        device = self.device
+        if labels is None:
+            return torch.randint(self.num_classes, (n,), generator=generator, device=generator_device(generator)).to(
+                device
+            )
+        labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1).to(device)
+        if labels.numel() == 1:
+            labels = labels.expand(n)
+        if labels.numel() != n:
+            raise ConfigError(f"got {labels.numel()} labels for {n} samples; give one label or one per sample.")
+        bad = labels[(labels < 0) | (labels >= self.num_classes)]
+        if bad.numel():
+            raise ConfigError(
+                f"label {int(bad[0])} was never seen in training; this model knows labels 0..{self.num_classes - 1}."
+            )
+        return labels
+
+    # --- latent space ---------------------------------------------------------------------
+    @property
+    def has_latent(self) -> bool:
+        return type(self).encode is not GenerativeModel.encode
+
+    def encode(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """(B, C, H, W) → (B, latent_dim): the point estimate of each input's code."""
+        raise GenlabError(f"{self.family} models have no encoder.")
+
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """(B, latent_dim) → (B, C, H, W) in the data range."""
+        raise GenlabError(f"{self.family} models have no decoder.")
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Decode the encoding of ``x``: (B, C, H, W) → (B, C, H, W)."""
+        return self.decode(self.encode(x, labels), labels)
+
+    @torch.no_grad()
+    def anomaly_score(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """(B, C, H, W) → (B,) mean squared reconstruction error per item; high = unusual."""
+        return (self.reconstruct(x, labels) - x).pow(2).flatten(1).mean(1)
+
+    # --- helpers --------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def generator_device(generator: torch.Generator | None) -> torch.device:
+    return torch.device("cpu") if generator is None else generator.device
+
+
+def randn(shape: tuple[int, ...], *, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """Standard normal noise drawn on the generator's device, then moved: same numbers on CPU and CUDA."""
+    return torch.randn(shape, generator=generator, device=generator_device(generator)).to(device)

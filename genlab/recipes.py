@@ -1,0 +1,56 @@
+"""Named recipes: ``<family>-<dataset>`` → ready model and training configs.
+
+Each recipe trains in a few CPU minutes on data that ships with the install. ``--data`` trains a
+recipe on another dataset: the image shape (and the class count of conditional models) then
+follows the data.
+"""
+
+from __future__ import annotations
+
+from genlab.models.autoencoder import AutoencoderConfig
+from genlab.models.vae import VAEConfig
+from genlab.registry import Recipe, register_recipe
+from genlab.training.trainer import TrainConfig
+
+_MNIST_TRAIN = TrainConfig(steps=3000, batch_size=128, lr=2e-3, warmup_steps=100, eval_every=500,
+                           sample_every=1000, checkpoint_every=1000)  # fmt: skip
+_DIGITS_TRAIN = TrainConfig(steps=2000, batch_size=64, lr=2e-3, warmup_steps=50, eval_every=250,
+                            sample_every=500, checkpoint_every=500)  # fmt: skip
+_DIGITS = {"height": 8, "width": 8}
+
+RECIPES = [
+    # autoencoders
+    Recipe("ae-mnist", "ae", AutoencoderConfig(latent_dim=64), _MNIST_TRAIN, "mnist",
+           "dense autoencoder 784→64→784 (the textbook one)"),
+    Recipe("ae-digits", "ae", AutoencoderConfig(**_DIGITS, latent_dim=16, hidden_dims=(64,)), _DIGITS_TRAIN,
+           "digits", "dense autoencoder on 8×8 digits"),
+    Recipe("conv-ae-mnist", "ae", AutoencoderConfig(architecture="conv", latent_dim=32), _MNIST_TRAIN, "mnist",
+           "convolutional autoencoder, two stride-2 stages"),
+    Recipe("dae-mnist", "ae", AutoencoderConfig(latent_dim=64, hidden_dims=(256,), noise_std=0.3, mask_prob=0.2),
+           _MNIST_TRAIN, "mnist", "denoising autoencoder (Gaussian + masking noise)"),
+    # variational autoencoders
+    Recipe("vae-mnist", "vae", VAEConfig(latent_dim=16, hidden_dims=(512, 256)), _MNIST_TRAIN, "mnist",
+           "VAE, Bernoulli decoder, 16-d latent (the default recipe)"),
+    Recipe("vae-digits", "vae", VAEConfig(**_DIGITS, latent_dim=8, hidden_dims=(128, 64)), _DIGITS_TRAIN,
+           "digits", "VAE on 8×8 digits"),
+    Recipe("conv-vae-mnist", "vae", VAEConfig(architecture="conv", latent_dim=16, hidden_dims=(256,)),
+           _MNIST_TRAIN, "mnist", "convolutional VAE"),
+    Recipe("beta-vae-mnist", "vae", VAEConfig(latent_dim=10, beta=4.0), _MNIST_TRAIN, "mnist",
+           "β-VAE (β=4): smoother, more disentangled latents, blurrier samples"),
+    Recipe("cvae-mnist", "vae", VAEConfig(latent_dim=16, num_classes=10), _MNIST_TRAIN, "mnist",
+           "conditional VAE: sample --label 3 draws a three"),
+    Recipe("vae-fashion-mnist", "vae", VAEConfig(architecture="conv", latent_dim=32, hidden_dims=(256,)),
+           TrainConfig(steps=6000, batch_size=128, lr=2e-3, eval_every=1000, sample_every=2000,
+                       checkpoint_every=2000), "fashion-mnist",
+           "convolutional VAE on full Fashion-MNIST (needs the Debian package)"),
+    # tiny ones for tests and smoke checks (seconds)
+    Recipe("vae-tiny", "vae", VAEConfig(**_DIGITS, latent_dim=4, hidden_dims=(32,)),
+           TrainConfig(steps=30, batch_size=32, lr=3e-3, warmup_steps=5, log_every=5, eval_every=10,
+                       eval_batches=2, sample_every=0, checkpoint_every=10), "digits", "tiny VAE for tests"),
+    Recipe("ae-tiny", "ae", AutoencoderConfig(**_DIGITS, latent_dim=4, hidden_dims=(32,)),
+           TrainConfig(steps=30, batch_size=32, lr=3e-3, warmup_steps=5, log_every=5, eval_every=10,
+                       eval_batches=2, sample_every=0, checkpoint_every=10), "digits", "tiny autoencoder for tests"),
+]  # fmt: skip
+
+for _recipe in RECIPES:
+    register_recipe(_recipe)
