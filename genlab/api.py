@@ -20,7 +20,7 @@ import torch
 
 from genlab import registry
 from genlab.checkpoint import build_model, list_checkpoints, load_model, read_run_config, write_run_config
-from genlab.config import apply_overrides, from_dict, parse_overrides, to_dict
+from genlab.config import apply_overrides, field_names, from_dict, parse_overrides, to_dict
 from genlab.data.datasets import ImageData, load_images
 from genlab.data.images import save_grid, to_tensor, to_uint8
 from genlab.errors import CheckpointError, ConfigError, DataError
@@ -70,20 +70,25 @@ def _prepare_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
     return None
 
 
-def _resume_configs(record: dict[str, Any], requested: dict[str, Any]) -> tuple[Any, TrainConfig]:
-    """The stored configs, with only the options that may change on resume taken from ``requested``."""
+def _resume_configs(record: dict[str, Any], wanted: dict[str, Any], user_keys: set[str]) -> tuple[Any, TrainConfig]:
+    """The stored configs of a run being resumed. Options the user gave again must agree with them,
+    except those in ``RESUMABLE_KEYS`` (budget and intervals), which are taken from ``wanted``."""
     fam = registry.family(record["family"])
-    stored_model = from_dict(fam.config_class, record["model"])
-    stored_train = from_dict(TrainConfig, record["train"])
-    for key, value in requested.items():
-        if key not in RESUMABLE_KEYS and getattr(stored_train, key, value) != value:
-            raise CheckpointError(
-                f"this run was trained with {key}={getattr(stored_train, key)!r}; it cannot resume with "
-                f"{key}={value!r}. Drop that option, or start a new run with another --out."
-            )
-    return stored_model, dataclasses.replace(
-        stored_train, **{k: v for k, v in requested.items() if k in RESUMABLE_KEYS}
-    )
+    stored = {"model": from_dict(fam.config_class, record["model"]), "train": from_dict(TrainConfig, record["train"])}
+    changes: dict[str, Any] = {}
+    for label, config in stored.items():
+        for name in field_names(type(config)):
+            old, new = getattr(config, name), getattr(wanted[label], name)
+            if name not in user_keys or old == new:
+                continue
+            if label == "train" and name in RESUMABLE_KEYS:
+                changes[name] = new
+            else:
+                raise CheckpointError(
+                    f"this run was trained with {name}={old!r}; it cannot resume with {name}={new!r}. "
+                    "Drop that option, or start a new run with another --out."
+                )
+    return stored["model"], dataclasses.replace(stored["train"], **changes)
 
 
 def train(
@@ -122,7 +127,9 @@ def train(
     if record is not None:
         if record.get("recipe") != recipe:
             raise CheckpointError(f"{run_dir} holds a run of {record.get('recipe')!r}, not {recipe!r}.")
-        model_cfg, train_cfg = _resume_configs(record, requested)
+        wanted = {"model": configs["model"], "train": dataclasses.replace(configs["train"], **requested)}
+        user_keys = {key.rpartition(".")[2] for key in overrides or {}} | set(requested)
+        model_cfg, train_cfg = _resume_configs(record, wanted, user_keys)
         data_spec, image_size = record["data"]["spec"], record["data"]["image_size"]
         if data is not None and str(data) != data_spec:
             raise CheckpointError(f"this run was trained on {data_spec!r}; resume it without --data {data}.")
@@ -132,7 +139,9 @@ def train(
     images = load_images(data_spec, image_size=image_size)
     model_cfg = _adapt_to_data(model_cfg, images, recipe)
     train_split, val_split = images.split(val_fraction=train_cfg.val_fraction, seed=train_cfg.split_seed)
-    model = registry.build(rec.family, model_cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_cfg.seed)  # the initial weights are part of what the seed fixes
+        model = registry.build(rec.family, model_cfg)
     data_range = type(model).data_range
     if record is None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -142,12 +151,12 @@ def train(
                                  (len(train_split), len(val_split))),
         })  # fmt: skip
     else:
-        record["train"] = to_dict(train_cfg)
-        write_run_config(run_dir, {k: v for k, v in record.items() if not k.startswith(("format", "genlab_"))})
         if record["data"]["sha256"] != images.content_hash():
             raise CheckpointError(
                 f"the data at {data_spec!r} changed since this run started; resume needs the same data."
             )
+        record["train"] = to_dict(train_cfg)
+        write_run_config(run_dir, {k: v for k, v in record.items() if not k.startswith(("format", "genlab_"))})
 
     def on_sample(m: GenerativeModel, step: int) -> None:
         write_preview(m, run_dir / "samples" / f"step-{step:08d}.png", val_split, data_range, seed=train_cfg.seed)
@@ -225,20 +234,37 @@ def save_samples(images: np.ndarray, out: str | Path, *, labels: np.ndarray | No
     raise ConfigError(f"cannot write samples to {out}: use a .png (grid) or .npz (array) file name.")
 
 
-def _run_data(model: GenerativeModel, data: str | Path | None, split: Literal["val", "all"] = "val") -> ImageData:
-    """Real images for reconstruction/interpolation/scoring, sized for ``model``."""
+def _run_data(
+    model: GenerativeModel, data: str | Path | None, *, split: Literal["val", "all"] = "val", resize: bool = False
+) -> ImageData:
+    """Real images for reconstruction/interpolation/scoring: the run's own validation split, or
+    ``data``, which must match the model's image shape unless ``resize`` is set."""
     record = getattr(model, "run_record", None) or {}
     info = record.get("data", {})
-    spec = str(data) if data is not None else info.get("spec")
-    if spec is None:
-        raise DataError("this model has no record of its training data; pass --data NAME|PATH.")
     cfg = model.config
-    images = load_images(spec, image_size=(cfg.height, cfg.width), channels=cfg.channels)
-    if data is None and split == "val":
-        _, val = images.split(val_fraction=info.get("val_fraction", 0.1), seed=info.get("split_seed", 0))
-        if len(val):
-            return val
+    want = (cfg.channels, cfg.height, cfg.width)
+    if data is None:
+        if "spec" not in info:
+            raise DataError("this model has no record of its training data; pass --data NAME|PATH.")
+        images = load_images(info["spec"], image_size=info.get("image_size"))
+        if split == "val":
+            _, val = images.split(val_fraction=info.get("val_fraction", 0.1), seed=info.get("split_seed", 0))
+            images = val if len(val) else images
+    elif resize:
+        images = load_images(data, image_size=(cfg.height, cfg.width), channels=cfg.channels)
+    else:
+        images = load_images(data, channels=cfg.channels if Path(str(data)).is_dir() else None)
+    if images.shape != want:
+        raise DataError(
+            f"images in {images.name!r} are {_shape(images.shape)} but this model takes {_shape(want)}; "
+            "pass --resize to fit them (bicubic resize + centre crop)."
+        )
     return images
+
+
+def _shape(chw: tuple[int, int, int]) -> str:
+    c, h, w = chw
+    return f"{h}×{w}×{c}"
 
 
 def _batched(fn: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], x: torch.Tensor,
@@ -271,12 +297,12 @@ def _pairs(originals: np.ndarray, recon: np.ndarray, ncol: int = 8) -> np.ndarra
 
 
 def reconstruct(model_or_run: GenerativeModel | str | Path, n: int = 32, *, data: str | Path | None = None,
-                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                seed: int = 0, resize: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(originals, reconstructions), each uint8 (n, H, W, C), from ``n`` validation images
     (picked by ``seed``) of the run's data, or of ``data``."""
     model = _model(model_or_run)
     _require_latent(model, "reconstruct")
-    images = _run_data(model, data)
+    images = _run_data(model, data, resize=resize)
     pick = np.random.default_rng(seed).permutation(len(images))[:n]
     return _reconstruct(model, images.subset(np.sort(pick)), n, _data_range(model))
 
@@ -301,7 +327,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 def interpolate(model_or_run: GenerativeModel | str | Path, *, steps: int = 8, pairs: int = 4,
                 method: Literal["slerp", "lerp"] = "slerp", data: str | Path | None = None,
-                seed: int = 0) -> np.ndarray:  # fmt: skip
+                seed: int = 0, resize: bool = False) -> np.ndarray:  # fmt: skip
     """Latent walks between pairs of real images: uint8 (pairs · steps, H, W, C), one walk per row,
     the two real images' reconstructions at the ends."""
     if steps < 2:
@@ -310,7 +336,7 @@ def interpolate(model_or_run: GenerativeModel | str | Path, *, steps: int = 8, p
         raise ConfigError(f"method {method!r} is not one of 'slerp', 'lerp'.")
     model = _model(model_or_run)
     _require_latent(model, "interpolate")
-    images = _run_data(model, data)
+    images = _run_data(model, data, resize=resize)
     if len(images) < 2:
         raise DataError("interpolation needs at least two images.")
     rng = np.random.default_rng(seed)
@@ -328,11 +354,13 @@ def interpolate(model_or_run: GenerativeModel | str | Path, *, steps: int = 8, p
     return to_uint8(out, _data_range(model))
 
 
-def score(model_or_run: GenerativeModel | str | Path, data: str | Path) -> tuple[np.ndarray, ImageData]:
+def score(
+    model_or_run: GenerativeModel | str | Path, data: str | Path, *, resize: bool = False
+) -> tuple[np.ndarray, ImageData]:
     """Anomaly scores: mean squared reconstruction error per image of ``data`` (high = unusual)."""
     model = _model(model_or_run)
     _require_latent(model, "score")
-    images = _run_data(model, data, split="all")
+    images = _run_data(model, data, split="all", resize=resize)
     x, y = _tensors(images, _data_range(model))
     labels = y if (y is not None and model.num_classes) else None
     scores = _batched(lambda xb, yb: model.anomaly_score(xb.to(model.device), yb), x, labels)

@@ -24,7 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)  # pipes and logs: no wrapping
 err = Console(stderr=True, soft_wrap=True)
 
 RunDir = Annotated[Path, typer.Argument(help="A run directory written by `genlab train`.")]
@@ -36,9 +36,9 @@ def datasets() -> None:
     """List the bundled datasets (any folder of images or .npy/.npz works too)."""
     from genlab.data.datasets import DATASETS
 
-    table = Table("name", "modality", "shape", "count", "licence", "source", "description")
+    table = Table("name", "modality", "shape", "count", "licence", "source")
     for d in DATASETS.values():
-        table.add_row(d.name, d.modality, d.shape, d.count, d.licence, d.source, d.description)
+        table.add_row(d.name, d.modality, d.shape, d.count, d.licence, d.source)
     out.print(table)
 
 
@@ -158,9 +158,10 @@ def reconstruct(
         Optional[str], typer.Option(help="Other data to reconstruct (default: the run's validation split).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Which images to pick.")] = 0,
+    resize: Annotated[bool, typer.Option("--resize", help="Resize --data images to the model's size.")] = False,
 ) -> None:
     """Show validation images beside their reconstructions."""
-    originals, recon = api.reconstruct(run_dir, n, data=data, seed=seed)
+    originals, recon = api.reconstruct(run_dir, n, data=data, seed=seed, resize=resize)
     api.save_reconstructions(originals, recon, out_file)
     mse = float(((originals / 255.0 - recon / 255.0) ** 2).mean())
     out.print(f"wrote {len(originals)} originals and reconstructions to {out_file} (pixel MSE {mse:.4g})")
@@ -175,9 +176,10 @@ def interpolate(
     method: Annotated[str, typer.Option(help="slerp | lerp")] = "slerp",
     data: Annotated[Optional[str], typer.Option(help="Take the end points from this data.")] = None,
     seed: Annotated[int, typer.Option(help="Which images to pick.")] = 0,
+    resize: Annotated[bool, typer.Option("--resize", help="Resize --data images to the model's size.")] = False,
 ) -> None:
     """Walk the latent space between pairs of real examples."""
-    images = api.interpolate(run_dir, steps=steps, pairs=pairs, method=method, data=data, seed=seed)
+    images = api.interpolate(run_dir, steps=steps, pairs=pairs, method=method, data=data, seed=seed, resize=resize)
     from genlab.data.images import save_grid
 
     save_grid(images, out_file, ncol=steps)
@@ -190,9 +192,10 @@ def score(
     data: Annotated[str, typer.Option(help="Dataset name or path to score.")],
     out_file: Annotated[Optional[Path], typer.Option("--out", help="CSV of per-item scores.")] = None,
     top: Annotated[int, typer.Option(help="Show the N most unusual items.")] = 10,
+    resize: Annotated[bool, typer.Option("--resize", help="Resize --data images to the model's size.")] = False,
 ) -> None:
     """Anomaly scores: reconstruction error per item (high = unlike the training data)."""
-    scores, images = api.score(run_dir, data)
+    scores, images = api.score(run_dir, data, resize=resize)
     if out_file is not None:
         api.save_scores(scores, out_file)
     table = Table("index", "score", title=f"{len(scores)} items of {images.name}: mean {scores.mean():.4g}, "

@@ -281,8 +281,8 @@ def fit(
     running_n = 0
     items_since, time_since = 0, time.perf_counter()
     budget_s = None if config.max_minutes is None else config.max_minutes * 60
+    wall_start, elapsed_before = time.perf_counter(), state.elapsed_s  # elapsed_s is wall time, resumes add up
     while state.step < config.steps and (budget_s is None or state.elapsed_s < budget_s):
-        t0 = time.perf_counter()
         progress = state.step / config.steps
         if budget_s is not None:
             progress = max(progress, state.elapsed_s / budget_s)
@@ -301,7 +301,7 @@ def fit(
                         f"the last good checkpoint ({last[-1].name}) is kept" if last else "no checkpoint was written"
                     )
                     raise TrainingError(
-                        f"the {name} loss became {float(loss.total)} at step {state.step}; {kept}. "
+                        f"the {name} loss became {float(loss.total.detach())} at step {state.step}; {kept}. "
                         f"Lower lr (now {config.lr:g}) or set grad_clip, then train again."
                     )
                 (loss.total / config.grad_accum).backward()
@@ -316,14 +316,15 @@ def fit(
             ema.update(model)
         state.microbatch += config.grad_accum
         state.step += 1
-        state.elapsed_s += time.perf_counter() - t0
+        state.elapsed_s = elapsed_before + time.perf_counter() - wall_start
         items_since += sum(len(b) for b in micro)
         done = state.step >= config.steps or (budget_s is not None and state.elapsed_s >= budget_s)
         if config.log_every and (state.step % config.log_every == 0 or done):
             now = time.perf_counter()
             state.last_metrics = {k: v / running_n for k, v in running.items()}
+            throughput = items_since / max(now - time_since, 1e-9)
             record = {"step": state.step, "split": "train", **state.last_metrics, "lr": lr,
-                      "items_per_s": items_since / max(now - time_since, 1e-9), "elapsed_s": state.elapsed_s}  # fmt: skip
+                      "items_per_s": throughput, "elapsed_s": state.elapsed_s}  # fmt: skip
             _append_jsonl(metrics_path, record)
             on_event(Event("log", state.step, config.steps, record, state.elapsed_s))
             running, running_n, items_since, time_since = {}, 0, 0, now

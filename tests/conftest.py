@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny trained runs, made once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+torch.set_num_threads(1)  # reproducible and fast on the 2-core CI machine
+
+
+@pytest.fixture(scope="session")
+def vae_run(tmp_path_factory):
+    """A tiny VAE trained for 30 steps on digits (seconds)."""
+    import genlab
+
+    return genlab.train("vae-tiny", out=tmp_path_factory.mktemp("runs") / "vae", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def ae_run(tmp_path_factory):
+    import genlab
+
+    return genlab.train("ae-tiny", out=tmp_path_factory.mktemp("runs") / "ae", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def cvae_run(tmp_path_factory):
+    import genlab
+
+    overrides = ["num_classes=10", "steps=20"]
+    return genlab.train("vae-tiny", out=tmp_path_factory.mktemp("runs") / "cvae", device="cpu", overrides=overrides)
