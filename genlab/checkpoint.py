@@ -199,11 +199,9 @@ def load_checkpoint(path: Path, *, device: torch.device | str = "cpu") -> Checkp
         ) from None
     trainer = load_tensors(path / "trainer.safetensors")
     optim_meta = state.pop("optimizers")
-    optimizers = {
-        name: _unflatten_optimizer(name, {k: v.to(device) for k, v in trainer.items()}, meta)
-        for name, meta in optim_meta.items()
-    }
-    rng = {k[len("rng.") :]: v for k, v in trainer.items() if k.startswith("rng.")}
+    on_device = {k: v.to(device) for k, v in trainer.items() if k.startswith("optim.")}
+    optimizers = {name: _unflatten_optimizer(name, on_device, meta) for name, meta in optim_meta.items()}
+    rng = {k[len("rng.") :]: v for k, v in trainer.items() if k.startswith("rng.")}  # stay on the CPU
     ema_path = path / "ema.safetensors"
     return Checkpoint(
         path=path,

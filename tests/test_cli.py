@@ -191,3 +191,9 @@ def test_bad_generation_requests(cli, tmp_path, vae_run, ae_run):
     assert_one_line_error(cli("score", ae_run, "--data", tmp_path / "big.npy"), "12×12×1", "8×8×1", "--resize")
     assert cli("score", ae_run, "--data", tmp_path / "big.npy", "--resize")[0] == 0
     assert not (tmp_path / "s.png").exists() and not (tmp_path / "s.txt").exists()
+
+
+def test_nan_loss_stops_with_one_line(cli, tmp_path):
+    result = cli("train", "vae-tiny", "--out", tmp_path / "run", "lr=1e30", "grad_clip=0", "warmup_steps=0")
+    assert_one_line_error(result, "loss became nan", "Lower lr")
+    assert not (tmp_path / "run" / "model.safetensors").exists()

@@ -362,6 +362,8 @@ def _plot_losses(run_dir: Path) -> None:
         pts = [(r["step"], r["loss"]) for r in rows if r["split"] == split and "loss" in r]
         if pts:
             ax.plot(*zip(*pts, strict=False), style, label=split, markersize=3)
+    if all(r.get("loss", 1.0) > 0 for r in rows):
+        ax.set_yscale("log")  # the first steps' loss would otherwise flatten the rest of the curve
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
