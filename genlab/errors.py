@@ -45,4 +45,5 @@ def unknown(kind: str, name: str, choices: Iterable[str], hint: str = "") -> Unk
     did_you_mean = f" Did you mean {close[0]!r}?" if close else ""
     listing = ", ".join(choices) if choices else "(none)"
     tail = f" {hint}" if hint else ""
-    return UnknownNameError(f"unknown {kind} {name!r}.{did_you_mean} Valid {kind}s: {listing}.{tail}")
+    plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+    return UnknownNameError(f"unknown {kind} {name!r}.{did_you_mean} Valid {plural}: {listing}.{tail}")

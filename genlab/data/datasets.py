@@ -40,8 +40,7 @@ class ImageData:
     is_validation: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if len(self.images) == 0:
-            raise DataError(f"dataset {self.name!r} is empty; give it at least a few images.")
+        # may be empty: the validation split of val_fraction=0 is; load_images rejects empty data
         if self.labels is not None and len(self.labels) != len(self.images):
             raise DataError(f"dataset {self.name!r} has {len(self.images)} images but {len(self.labels)} labels.")
 
@@ -58,7 +57,7 @@ class ImageData:
     def num_classes(self) -> int:
         if self.labels is None:
             return 0
-        return max(len(self.class_names), int(self.labels.max()) + 1)
+        return max(len(self.class_names), int(self.labels.max(initial=-1)) + 1)
 
     def content_hash(self) -> str:
         """sha256 of the pixels and labels: the dataset's version."""
@@ -66,7 +65,7 @@ class ImageData:
         h.update(str(self.images.shape).encode())
         h.update(np.ascontiguousarray(self.images).tobytes())
         if self.labels is not None:
-            h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
+            h.update(np.ascontiguousarray(self.labels, dtype="<i8").tobytes())  # little-endian everywhere
         return h.hexdigest()
 
     def subset(self, index: np.ndarray, name: str | None = None) -> ImageData:
@@ -207,7 +206,7 @@ def load_images(
     """Load a bundled dataset by name, or the user's folder / ``.npy`` / ``.npz`` by path.
 
     ``image_size`` resizes (and centre-crops with ``resize='crop'``) every image; ``channels`` 1 or 3
-    converts folders of images (arrays keep their channels).
+    converts them to grey or RGB.
     """
     size = (image_size, image_size) if isinstance(image_size, int) else image_size
     key = str(name_or_path)
@@ -224,6 +223,8 @@ def load_images(
             images, labels, names = load_image_folder(path, channels=channels, size=size, resize=resize)
             return ImageData(path.name, images, labels, tuple(names), str(path.resolve()), "user")
         data = _load_array(path)
+    if len(data) == 0:
+        raise DataError(f"dataset {data.name!r} is empty; give it at least a few images.")
     if size is not None and data.images.shape[1:3] != tuple(size):
         data = replace(data, images=resize_images(data.images, size, resize))
     if channels is not None and data.shape[0] != channels:
@@ -242,14 +243,14 @@ def _convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
 
 def _load_array(path: Path) -> ImageData:
     suffix = path.suffix.lower()
+    if suffix not in (".npy", ".npz"):
+        raise DataError(f"{path}: unsupported file type {suffix!r}; give a folder of images, .npy or .npz.")
     try:
         if suffix == ".npy":
             arrays = {"images": np.load(path, allow_pickle=False)}
-        elif suffix == ".npz":
+        else:
             with np.load(path, allow_pickle=False) as f:
                 arrays = {k: f[k] for k in f.files}
-        else:
-            raise DataError(f"{path}: unsupported file type {suffix!r}; give a folder of images, .npy or .npz.")
     except (ValueError, OSError) as exc:
         raise DataError(f"cannot read {path}: {exc}.") from None
     image_key = next((k for k in ("images", "samples", "x", "X", "arr_0") if k in arrays), None)

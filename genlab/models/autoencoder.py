@@ -39,8 +39,8 @@ class AutoencoderConfig:
     conv_channels: tuple[int, ...] = (32, 64)  # conv only: one entry per stride-2 stage
     activation: Activation = "relu"
     reconstruction: Literal["bce", "mse"] = "bce"  # bce treats pixels in [0, 1] as Bernoulli means
-    noise_std: float = 0.0  # > 0: denoising, add N(0, noise_std²) to inputs in training
-    mask_prob: float = 0.0  # > 0: denoising, zero each input pixel with this probability
+    noise_std: float = 0.0  # > 0: denoising, add N(0, noise_std²) to the inputs of loss()
+    mask_prob: float = 0.0  # > 0: denoising, zero each input pixel of loss() with this probability
 
     def __post_init__(self) -> None:
         validate(self)
