@@ -197,11 +197,12 @@ def score(
     """Anomaly scores: reconstruction error per item (high = unlike the training data)."""
     scores, images = api.score(run_dir, data, resize=resize)
     if out_file is not None:
-        api.save_scores(scores, out_file)
-    table = Table("index", "score", title=f"{len(scores)} items of {images.name}: mean {scores.mean():.4g}, "
+        api.save_scores(scores, out_file, list(images.item_names) or None)
+    table = Table("index", "item", "score", title=f"{len(scores)} items of {images.name}: mean {scores.mean():.4g}, "
                                           f"median {float(sorted(scores)[len(scores) // 2]):.4g}")  # fmt: skip
     for i in scores.argsort()[::-1][:top]:
-        table.add_row(str(int(i)), f"{float(scores[i]):.4g}")
+        name = images.item_names[i] if images.item_names else ""
+        table.add_row(str(int(i)), name, f"{float(scores[i]):.4g}")
     out.print(table)
     if out_file is not None:
         out.print(f"wrote scores to {out_file}")

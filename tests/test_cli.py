@@ -197,3 +197,12 @@ def test_nan_loss_stops_with_one_line(cli, tmp_path):
     result = cli("train", "vae-tiny", "--out", tmp_path / "run", "lr=1e30", "grad_clip=0", "warmup_steps=0")
     assert_one_line_error(result, "loss became nan", "Lower lr")
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_score_names_the_files_of_a_folder(cli, tmp_path, ae_run):
+    write_pngs(tmp_path / "imgs", 3)
+    code, out, err = cli("score", ae_run, "--data", tmp_path / "imgs", "--out", tmp_path / "s.csv")
+    assert code == 0, err
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert rows[0] == "index,name,score" and [r.split(",")[1] for r in rows[1:]] == ["0.png", "1.png", "2.png"]
+    assert "0.png" in out

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genlab.data.images import as_uint8_images, load_image_folder, resize_images
+from genlab.data.images import as_uint8_images, list_image_files, load_image_folder, resize_images
 from genlab.errors import DataError, unknown
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -36,6 +36,8 @@ class ImageData:
     class_names: tuple[str, ...] = ()
     source: str = ""
     licence: str = ""
+    #: one name per item where items have names (file paths relative to a data folder)
+    item_names: tuple[str, ...] = field(default=(), repr=False)
     #: True for items of a predefined validation/test split (e.g. Fashion-MNIST's test set)
     is_validation: np.ndarray | None = field(default=None, repr=False)
 
@@ -74,6 +76,7 @@ class ImageData:
             name=name or self.name,
             images=self.images[index],
             labels=None if self.labels is None else self.labels[index],
+            item_names=tuple(self.item_names[i] for i in index) if self.item_names else (),
             is_validation=None,
         )
 
@@ -180,7 +183,9 @@ def _fashion_mnist() -> ImageData:
     labels = np.concatenate([arrays["train_y"], arrays["test_y"]]).astype(np.int64)
     is_val = np.zeros(len(images), dtype=bool)
     is_val[len(arrays["train_x"]) :] = True
-    return ImageData("fashion-mnist", images, labels, FASHION_CLASSES, "Debian dataset-fashion-mnist", "MIT", is_val)
+    return ImageData(
+        "fashion-mnist", images, labels, FASHION_CLASSES, "Debian dataset-fashion-mnist", "MIT", is_validation=is_val
+    )
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -221,7 +226,8 @@ def load_images(
             )  # fmt: skip
         if path.is_dir():
             images, labels, names = load_image_folder(path, channels=channels, size=size, resize=resize)
-            return ImageData(path.name, images, labels, tuple(names), str(path.resolve()), "user")
+            files = tuple(str(p.relative_to(path)) for p in list_image_files(path))
+            return ImageData(path.name, images, labels, tuple(names), str(path.resolve()), "user", item_names=files)
         data = _load_array(path)
     if len(data) == 0:
         raise DataError(f"dataset {data.name!r} is empty; give it at least a few images.")

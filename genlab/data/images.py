@@ -53,6 +53,11 @@ def read_image(
     return array[:, :, None] if array.ndim == 2 else array
 
 
+def list_image_files(folder: Path) -> list[Path]:
+    """Every image file below ``folder``, sorted: the item order of a folder dataset."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def load_image_folder(
     folder: str | Path, *, channels: int | None = None, size: tuple[int, int] | None = None, resize: str = "crop"
 ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
@@ -65,7 +70,7 @@ def load_image_folder(
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"data folder {folder} does not exist.")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = list_image_files(folder)
     if not files:
         raise DataError(f"data folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); put your images there.")
     if channels is None:  # colour if any image is colour, so one RGB file is not squashed to grey
