@@ -31,7 +31,6 @@ from genlab.training.trainer import Event, TrainConfig, fit, resolve_device
 #: training options that may change when a run is resumed (they do not change the maths)
 RESUMABLE_KEYS = {"steps", "max_minutes", "log_every", "eval_every", "sample_every", "checkpoint_every",
                   "keep_checkpoints"}  # fmt: skip
-NO_STEP_LIMIT = 10**9
 
 
 # --- training --------------------------------------------------------------------------------
@@ -121,7 +120,8 @@ def train(
     requested = {k: v for k, v in requested.items() if v is not None}
     if minutes is not None:
         requested["max_minutes"] = float(minutes)
-        requested.setdefault("steps", NO_STEP_LIMIT)  # the time budget, not a step count, ends the run
+        if steps is None:
+            requested["steps"] = None  # the time budget, not a step count, ends the run
     run_dir = Path(out) if out is not None else Path("runs") / recipe
     record = _prepare_run_dir(run_dir, resume)
     if record is not None:

@@ -79,7 +79,8 @@ class _ProgressBar:
         if event.kind == "eval":
             self.val = f" val {event.metrics.get('loss', float('nan')):.4g}"
             if not err.is_terminal:  # logs and CI: one plain line per evaluation instead of a bar
-                err.print(f"step {event.step}/{event.total_steps}{self.status}{self.val}", highlight=False)
+                total = f"/{event.total_steps}" if event.total_steps else ""
+                err.print(f"step {event.step}{total}{self.status}{self.val}", highlight=False)
         if event.kind == "log":
             m = event.metrics
             self.status = f" loss {event.metrics.get('loss', float('nan')):.4g}"
@@ -219,7 +220,11 @@ def info(run_dir: RunDir, as_json: Annotated[bool, typer.Option("--json", help="
     for key in ("run_dir", "recipe", "family"):
         table.add_row(key, str(summary[key]))
     table.add_row("parameters", f"{summary['parameters']:,}")
-    table.add_row("steps", f"{summary['steps_trained']} of {summary['steps_planned']}")
+    planned = summary["steps_planned"]
+    budget = summary["train"].get("max_minutes")
+    limit = f"of {planned}" if planned is not None else ""
+    limit += f" (time budget {budget:g} min)" if budget else ""
+    table.add_row("steps", f"{summary['steps_trained']} {limit}".strip())
     d = summary["data"]
     table.add_row("data", f"{d['name']} ({d['train_count']} train / {d['val_count']} val, "
                           f"{d['channels']}×{d['height']}×{d['width']})")  # fmt: skip

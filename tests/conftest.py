@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("GENLAB_CACHE", os.path.join(tempfile.gettempdir(), "genlab-test-cache"))
 torch.set_num_threads(1)  # reproducible and fast on the 2-core CI machine
 
 

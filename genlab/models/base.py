@@ -45,11 +45,13 @@ class Loss:
     total: Tensor  # scalar, carries the graph
     terms: dict[str, Tensor] = field(default_factory=dict)  # scalars, logged as floats
 
+    def tensors(self) -> dict[str, Tensor]:
+        """Every term as a detached scalar tensor, ``loss`` included (no device sync)."""
+        return {"loss": self.total.detach(), **{k: v.detach() for k, v in self.terms.items()}}
+
     def items(self) -> dict[str, float]:
         """Every term as a Python float, ``loss`` included."""
-        out = {"loss": float(self.total.detach())}
-        out.update({k: float(v.detach()) for k, v in self.terms.items()})
-        return out
+        return {k: float(v) for k, v in self.tensors().items()}
 
 
 class GenerativeModel(nn.Module):

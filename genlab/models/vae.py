@@ -68,8 +68,8 @@ class VAE(GenerativeModel):
         k = config.num_classes
         self.encoder = ImageEncoder(**kwargs, out_dim=2 * config.latent_dim, cond_dim=k)
         self.decoder = ImageDecoder(**kwargs, in_dim=config.latent_dim, cond_dim=k)
-        # log σ of the Gaussian decoder; unused (and untrained) with a Bernoulli decoder
-        self.log_scale = nn.Parameter(torch.zeros(()), requires_grad=config.likelihood == "gaussian")
+        if config.likelihood == "gaussian":  # log σ of the Gaussian decoder, learned (σ-VAE)
+            self.log_scale = nn.Parameter(torch.zeros(()))
 
     @property
     def data_dims(self) -> int:
@@ -120,7 +120,7 @@ class VAE(GenerativeModel):
                 "kl": kl.mean().detach(),
                 "nelbo": nelbo,
                 "bits_per_dim": nelbo / (self.data_dims * math.log(2)),
-                "mse": F.mse_loss(torch.sigmoid(logits), x).detach(),
+                "mse": F.mse_loss(torch.sigmoid(logits), x).detach(),  # of the decoded sample z, per pixel
             },
         )
 

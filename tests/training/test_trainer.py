@@ -118,7 +118,7 @@ def test_bf16_autocast_trains(tmp_path):
 def test_time_budget_stops_training(tmp_path):
     run = genlab.train("vae-tiny", out=tmp_path / "run", minutes=0.02, device="cpu")  # 1.2 s
     info = genlab.info(run)
-    assert 0 < info["steps_trained"] < 10**9
+    assert info["steps_trained"] > 0 and info["steps_planned"] is None
     assert info["last_train"]["elapsed_s"] >= 1.2
 
 
