@@ -645,10 +645,7 @@ def main() -> None:
         print(f"wrote the {SECTION!r} section of {args.results}")
 
 
-PARAMETERS_NOTE = (
-    "genlab's parameter count excludes `log_scale`, the one scalar its VAE keeps for the Gaussian likelihood "
-    "(frozen and unused with the Bernoulli one); with it the models differ by exactly 1 parameter."
-)
+PARAMETERS_NOTE = "Both models have exactly the same trainable parameters (counted, not assumed)."
 PYTHAE_NOTE = (
     "Remaining differences between genlab and the matched pythae run are the trainers' own: genlab warms up "
     "for 100 steps, follows the cosine per step over the time budget and clips the gradient norm at 1; pythae "
