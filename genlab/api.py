@@ -26,6 +26,7 @@ from genlab.data.images import save_grid, to_tensor, to_uint8
 from genlab.errors import CheckpointError, ConfigError, DataError
 from genlab.io import atomic_path
 from genlab.models.base import GenerativeModel
+from genlab.training import distributed
 from genlab.training.trainer import Event, TrainConfig, fit, resolve_device
 
 #: training options that may change when a run is resumed (they do not change the maths)
@@ -123,7 +124,9 @@ def train(
         if steps is None:
             requested["steps"] = None  # the time budget, not a step count, ends the run
     run_dir = Path(out) if out is not None else Path("runs") / recipe
-    record = _prepare_run_dir(run_dir, resume)
+    w = distributed.world()
+    record = _prepare_run_dir(run_dir, resume)  # every process checks before process 0 writes anything
+    distributed.barrier(w)
     if record is not None:
         if record.get("recipe") != recipe:
             raise CheckpointError(f"{run_dir} holds a run of {record.get('recipe')!r}, not {recipe!r}.")
@@ -143,28 +146,35 @@ def train(
         torch.manual_seed(train_cfg.seed)  # the initial weights are part of what the seed fixes
         model = registry.build(rec.family, model_cfg)
     data_range = type(model).data_range
-    if record is None:
+    if record is None and w.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_run_config(run_dir, {
             "family": rec.family, "recipe": recipe, "model": to_dict(model_cfg), "train": to_dict(train_cfg),
             "data": _data_record(images, data_spec, image_size, train_cfg, data_range,
                                  (len(train_split), len(val_split))),
         })  # fmt: skip
-    else:
+    elif record is not None:
         if record["data"]["sha256"] != images.content_hash():
             raise CheckpointError(
                 f"the data at {data_spec!r} changed since this run started; resume needs the same data."
             )
-        record["train"] = to_dict(train_cfg)
-        write_run_config(run_dir, {k: v for k, v in record.items() if not k.startswith(("format", "genlab_"))})
+        if w.is_main:
+            record["train"] = to_dict(train_cfg)
+            write_run_config(run_dir, {k: v for k, v in record.items() if not k.startswith(("format", "genlab_"))})
+    distributed.barrier(w)
+    run_device = resolve_device(device)
+    if run_device.type == "cuda" and w.size > 1:  # one GPU per process
+        run_device = torch.device("cuda", w.local_rank)
+        torch.cuda.set_device(run_device)
 
     def on_sample(m: GenerativeModel, step: int) -> None:
         write_preview(m, run_dir / "samples" / f"step-{step:08d}.png", val_split, data_range, seed=train_cfg.seed)
 
     fit(
-        model, train_cfg, device=resolve_device(device), run_dir=run_dir, resume=resume, on_event=on_event,
+        model, train_cfg, device=run_device, run_dir=run_dir, resume=resume, on_event=on_event, world=w,
         train_data=_tensors(train_split, data_range), val_data=_tensors(val_split, data_range), on_sample=on_sample,
     )  # fmt: skip
+    distributed.barrier(w)  # process 0 has written the final checkpoint
     return run_dir
 
 

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from genlab import api, registry
 from genlab.errors import GenlabError
+from genlab.training import distributed
 
 app = typer.Typer(
     help="Train, sample and inspect deep generative models.",
@@ -124,6 +125,8 @@ def train(
         )  # fmt: skip
     finally:
         bar.progress.stop()
+    if not distributed.world().is_main:
+        return  # under torchrun, process 0 reports
     summary = api.info(run_dir)
     val = summary["last_val"]
     out.print(f"trained {summary['recipe']} for {summary['steps_trained']} steps"

@@ -30,6 +30,8 @@ from genlab.config import check, validate
 from genlab.errors import ConfigError, TrainingError
 from genlab.io import write_text
 from genlab.models.base import Batch, GenerativeModel
+from genlab.training import distributed
+from genlab.training.distributed import World
 from genlab.training.ema import EMA
 
 log = logging.getLogger(__name__)
@@ -114,11 +116,12 @@ class BatchStream:
     """Micro-batches of a dataset held in memory, in an order that is a pure function of
     (seed, epoch): micro-batch ``m`` is the same on every run, so resuming needs only ``m``."""
 
-    def __init__(self, x: Tensor, y: Tensor | None, batch_size: int, seed: int) -> None:
+    def __init__(self, x: Tensor, y: Tensor | None, batch_size: int, seed: int, shard: World = World()) -> None:
         self.x, self.y = x, y
         self.batch_size = min(batch_size, len(x))
         self.per_epoch = len(x) // self.batch_size  # the remainder is dropped each epoch
         self.seed = seed
+        self.shard = shard  # under torch.distributed each process takes every size-th item of a batch
         self._epoch, self._order = -1, None
 
     def batch(self, m: int) -> Batch:
@@ -126,7 +129,7 @@ class BatchStream:
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._epoch, self._order = epoch, torch.randperm(len(self.x), generator=g).to(self.x.device)
-        idx = self._order[i * self.batch_size : (i + 1) * self.batch_size]
+        idx = self._order[i * self.batch_size : (i + 1) * self.batch_size][self.shard.rank :: self.shard.size]
         return Batch(self.x[idx], None if self.y is None else self.y[idx])
 
 
@@ -202,17 +205,27 @@ def fit(
     resume: bool = False,
     on_event: Callable[[Event], None] | None = None,
     on_sample: Callable[[GenerativeModel, int], None] | None = None,
+    world: World | None = None,
 ) -> TrainState:
     """Train ``model`` in place on tensors already scaled to its data range; see the module doc.
 
     ``train_data``/``val_data`` are (x, labels-or-None) pairs. Checkpoints go to ``run_dir``;
     with ``resume`` the latest one there is loaded first. ``on_sample(model, step)`` is called at
     ``sample_every`` and at the end with the EMA weights swapped in when EMA is on.
+
+    Under ``torchrun`` (see :mod:`genlab.training.distributed`) each process trains on its slice of
+    every batch with gradients averaged across processes; only process 0 writes or reports anything.
     """
-    on_event = on_event or (lambda event: None)
+    w = world or distributed.world()
+    on_event = (on_event or (lambda event: None)) if w.is_main else (lambda event: None)
+    micro_size = config.batch_size // config.grad_accum
+    if micro_size % w.size:
+        raise ConfigError(
+            f"batch_size/grad_accum = {micro_size} must divide by the {w.size} processes; change batch_size."
+        )
     model.to(device).train()
     x, y = (t if t is None else t.to(device) for t in train_data)
-    stream = BatchStream(x, y, config.batch_size // config.grad_accum, config.seed)
+    stream = BatchStream(x, y, micro_size, config.seed, shard=w)
     phases = model.phases()
     optimizers = {
         name: torch.optim.AdamW(params, lr=config.lr, betas=(config.beta1, config.beta2),
@@ -221,7 +234,7 @@ def fit(
     }  # fmt: skip
     ema = EMA(model, config.ema_decay) if config.ema_decay > 0 else None
     state = TrainState()
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed + w.rank)  # model noise (VAE ε, dropout) differs between data shards
     metrics_path = run_dir / "metrics.jsonl"
     checkpoints = list_checkpoints(run_dir) if resume else []
     if checkpoints:
@@ -231,13 +244,19 @@ def fit(
             opt.load_state_dict(ckpt.optimizers[name])
         if ema is not None and ckpt.ema is not None:
             ema.load_state_dict(ckpt.ema, ckpt.state["ema_updates"])
-        _set_rng_state(ckpt.rng, device)
+        _set_rng_state(ckpt.rng, device)  # process 0's stream; the others restart theirs from (seed, rank, step)
+        if not w.is_main:
+            torch.manual_seed(config.seed + w.rank + 1_000_003 * ckpt.state["step"])
         state = TrainState(**{k: ckpt.state[k] for k in TrainState.__dataclass_fields__ if k in ckpt.state})
-        _truncate_metrics(metrics_path, state.step)
+        if w.is_main:
+            _truncate_metrics(metrics_path, state.step)
         log.info("resumed from %s at step %d", ckpt.path, state.step)
+    distributed.broadcast_parameters(model, w)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
     def checkpoint() -> None:
+        if not w.is_main:
+            return
         save_checkpoint(
             run_dir, model=model, ema=None if ema is None else ema.state_dict(), optimizers=optimizers,
             rng=_rng_state(device), keep=config.keep_checkpoints,
@@ -247,7 +266,7 @@ def fit(
         on_event(Event("checkpoint", state.step, config.steps, {}, state.elapsed_s))
 
     def evaluate() -> dict[str, float]:
-        if val_data is None or len(val_data[0]) == 0:
+        if val_data is None or len(val_data[0]) == 0 or not w.is_main:
             return {}
         model.eval()
         vx, vy = (t if t is None else t.to(device) for t in val_data)
@@ -264,7 +283,7 @@ def fit(
         return {k: v / count for k, v in sums.items()}
 
     def preview() -> None:
-        if on_sample is None:
+        if on_sample is None or not w.is_main:
             return
         model.eval()
         with _isolated_rng(config.seed, device):
@@ -285,11 +304,15 @@ def fit(
     wall_start, elapsed_before = time.perf_counter(), state.elapsed_s  # elapsed_s is wall time, resumes add up
 
     def finished() -> bool:
-        return (config.steps is not None and state.step >= config.steps) or (
+        done = (config.steps is not None and state.step >= config.steps) or (
             budget_s is not None and state.elapsed_s >= budget_s
         )
+        if budget_s is not None:  # clocks differ between processes: process 0 decides for all
+            done = distributed.agree(done, w)
+        return done
 
-    while not finished():
+    done = finished()
+    while not done:
         progress = 0.0 if config.steps is None else state.step / config.steps
         if budget_s is not None:
             progress = max(progress, state.elapsed_s / budget_s)
@@ -299,22 +322,26 @@ def fit(
             for group in opt.param_groups:
                 group["lr"] = lr
             opt.zero_grad(set_to_none=True)
+            bad_value = None
             for batch in micro:
                 with autocast:
                     loss = model.loss(batch, phase=name)
                 if not torch.isfinite(loss.total):
-                    last = list_checkpoints(run_dir)
-                    kept = (
-                        f"the last good checkpoint ({last[-1].name}) is kept" if last else "no checkpoint was written"
-                    )
-                    raise TrainingError(
-                        f"the {name} loss became {float(loss.total.detach())} at step {state.step}; {kept}. "
-                        f"Lower lr (now {config.lr:g}) or set grad_clip, then train again."
-                    )
+                    bad_value = float(loss.total.detach())
+                    break
                 (loss.total / config.grad_accum).backward()
                 for k, v in loss.tensors().items():  # summed on the device; floats only when logging
                     key = k if len(phases) == 1 else f"{name}_{k}"
                     running[key] = running.get(key, 0.0) + v / config.grad_accum
+            # one all-reduce averages the gradients and tells every process if any loss went bad
+            if distributed.average_gradients(phases[name], w, flag=bad_value is not None):
+                last = list_checkpoints(run_dir)
+                kept = f"the last good checkpoint ({last[-1].name}) is kept" if last else "no checkpoint was written"
+                value = bad_value if bad_value is not None else "non-finite in another process"
+                raise TrainingError(
+                    f"the {name} loss became {value} at step {state.step}; {kept}. "
+                    f"Lower lr (now {config.lr:g}) or set grad_clip, then train again."
+                )
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(phases[name], config.grad_clip)
             opt.step()
@@ -332,7 +359,8 @@ def fit(
             throughput = items_since / max(now - time_since, 1e-9)
             record = {"step": state.step, "split": "train", **state.last_metrics, "lr": lr,
                       "items_per_s": throughput, "elapsed_s": state.elapsed_s}  # fmt: skip
-            _append_jsonl(metrics_path, record)
+            if w.is_main:
+                _append_jsonl(metrics_path, record)
             on_event(Event("log", state.step, config.steps, record, state.elapsed_s))
             running, running_n, items_since, time_since = {}, 0, 0, now
         if (config.eval_every and state.step % config.eval_every == 0) or done:
@@ -344,7 +372,7 @@ def fit(
             preview()
         if (config.checkpoint_every and state.step % config.checkpoint_every == 0) or done:
             checkpoint()
-    if not list_checkpoints(run_dir) or list_checkpoints(run_dir)[-1].name != f"step-{state.step:08d}":
+    if w.is_main and (not list_checkpoints(run_dir) or list_checkpoints(run_dir)[-1].name != f"step-{state.step:08d}"):
         checkpoint()  # e.g. resuming a run that had already finished
     preview()
     on_event(Event("end", state.step, config.steps, {**state.last_metrics, **state.last_val}, state.elapsed_s))
