@@ -8,8 +8,9 @@ from genlab.api import (
     load,
     reconstruct,
     sample,
+    save_samples,
     score,
     train,
 )
 
-__all__ = ["__version__", "info", "interpolate", "load", "reconstruct", "sample", "score", "train"]
+__all__ = ["__version__", "info", "interpolate", "load", "reconstruct", "sample", "save_samples", "score", "train"]

@@ -3,7 +3,7 @@
 run_dir = genlab.train("vae-mnist", steps=2000, out="runs/vae")
 model = genlab.load(run_dir)
 images = genlab.sample(model, 16, seed=0)          # uint8 (16, 28, 28, 1)
-genlab.save_samples(images, "samples.png")
+genlab.save_samples(images, "samples.png")         # .png grid, or .npz array 'samples'
 """
 
 from __future__ import annotations
