@@ -29,9 +29,10 @@ from genlab.models.base import GenerativeModel
 from genlab.training import distributed
 from genlab.training.trainer import Event, TrainConfig, fit, resolve_device
 
-#: training options that may change when a run is resumed (they do not change the maths)
+#: training options that may change when a run is resumed: the budget and intervals (they do not change
+#: the maths), and lr / grad_clip, the knobs to turn when resuming after a divergence
 RESUMABLE_KEYS = {"steps", "max_minutes", "log_every", "eval_every", "sample_every", "checkpoint_every",
-                  "keep_checkpoints"}  # fmt: skip
+                  "keep_checkpoints", "lr", "grad_clip"}  # fmt: skip
 
 
 # --- training --------------------------------------------------------------------------------
@@ -63,8 +64,12 @@ def _prepare_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
         if not config_path.exists():
             raise CheckpointError(f"nothing to resume in {run_dir} (no config.json); drop --resume to start a run.")
         return read_run_config(run_dir)
-    if config_path.exists():
+    if config_path.exists() and list_checkpoints(run_dir):
         raise CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out.")
+    if config_path.exists():  # a run that stopped before its first checkpoint: nothing to lose, start afresh
+        read_run_config(run_dir)  # only ever replace genlab's own files
+        for name in ("config.json", "metrics.jsonl", "loss.png"):
+            (run_dir / name).unlink(missing_ok=True)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise CheckpointError(f"{run_dir} exists and is not a genlab run; choose an empty or new --out.")
     return None

@@ -154,7 +154,7 @@ def test_run_directory_protection(cli, tmp_path, vae_run):
     assert_one_line_error(cli("train", "vae-tiny", "--out", vae_run), "already holds a run", "--resume")
     assert_one_line_error(cli("train", "vae-tiny", "--out", tmp_path / "new", "--resume"), "nothing to resume")
     assert_one_line_error(cli("train", "ae-tiny", "--out", vae_run, "--resume"), "vae-tiny")
-    assert_one_line_error(cli("train", "vae-tiny", "--out", vae_run, "--resume", "lr=0.5"), "lr=", "cannot resume")
+    assert_one_line_error(cli("train", "vae-tiny", "--out", vae_run, "--resume", "beta=2"), "beta=", "cannot resume")
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "notes.txt").write_text("mine")
     assert_one_line_error(cli("train", "vae-tiny", "--out", tmp_path / "junk"), "not a genlab run")
@@ -164,8 +164,9 @@ def test_run_directory_protection(cli, tmp_path, vae_run):
 def test_resume_extends_a_finished_run(cli, tmp_path):
     run = tmp_path / "run"
     assert cli("train", "vae-tiny", "--out", run, "--steps", "10")[0] == 0
-    code, _, err = cli("train", "vae-tiny", "--out", run, "--resume", "--steps", "20")
+    code, _, err = cli("train", "vae-tiny", "--out", run, "--resume", "--steps", "20", "lr=0.001")  # e.g. after a NaN
     assert code == 0, err
+    assert json.loads((run / "config.json").read_text())["train"]["lr"] == 0.001
     assert json.loads(cli("info", run, "--json")[1])["steps_trained"] == 20
 
 
@@ -195,8 +196,10 @@ def test_bad_generation_requests(cli, tmp_path, vae_run, ae_run):
 
 def test_nan_loss_stops_with_one_line(cli, tmp_path):
     result = cli("train", "vae-tiny", "--out", tmp_path / "run", "lr=1e30", "grad_clip=0", "warmup_steps=0")
-    assert_one_line_error(result, "loss became nan", "Lower lr")
+    assert_one_line_error(result, "loss became nan", "no checkpoint was written", "lower lr")
     assert not (tmp_path / "run" / "model.safetensors").exists()
+    code, _, err = cli("train", "vae-tiny", "--out", tmp_path / "run", "--steps", "5")  # same place, sane lr
+    assert code == 0, err
 
 
 def test_score_names_the_files_of_a_folder(cli, tmp_path, ae_run):

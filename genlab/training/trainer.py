@@ -336,11 +336,14 @@ def fit(
             # one all-reduce averages the gradients and tells every process if any loss went bad
             if distributed.average_gradients(phases[name], w, flag=bad_value is not None):
                 last = list_checkpoints(run_dir)
-                kept = f"the last good checkpoint ({last[-1].name}) is kept" if last else "no checkpoint was written"
+                if last:
+                    kept = f"the last good checkpoint ({last[-1].name}) is kept: continue with --resume and a lower"
+                else:
+                    kept = "no checkpoint was written: train again with a lower"
                 value = bad_value if bad_value is not None else "non-finite in another process"
                 raise TrainingError(
-                    f"the {name} loss became {value} at step {state.step}; {kept}. "
-                    f"Lower lr (now {config.lr:g}) or set grad_clip, then train again."
+                    f"the {name} loss became {value} at step {state.step}; {kept} lr (now {config.lr:g}) "
+                    f"or grad_clip (now {config.grad_clip:g})."
                 )
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(phases[name], config.grad_clip)

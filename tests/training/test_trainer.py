@@ -145,7 +145,8 @@ class _Exploding(GenerativeModel):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     x = torch.rand(64, 1, 2, 2)
     cfg = TrainConfig(steps=20, batch_size=8, checkpoint_every=2, eval_every=0, log_every=1)
-    with pytest.raises(TrainingError, match=r"loss became nan at step 5; the last good checkpoint \(step-00000004\)"):
+    expected = r"loss became nan at step 5; the last good checkpoint \(step-00000004\) is kept: continue with --resume"
+    with pytest.raises(TrainingError, match=expected):
         fit(_Exploding(_Cfg()), cfg, train_data=(x, None), val_data=None, run_dir=tmp_path, device=torch.device("cpu"))
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000002", "step-00000004"]
     assert torch.isfinite(load_file(str(tmp_path / "model.safetensors"))["w"]).all()
