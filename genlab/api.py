@@ -96,6 +96,50 @@ def _resume_configs(record: dict[str, Any], wanted: dict[str, Any], user_keys: s
     return stored["model"], dataclasses.replace(stored["train"], **changes)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What a call to :func:`train` resolved to: configs, data and whether a run is resumed."""
+
+    model: Any
+    train: TrainConfig
+    data_spec: str
+    image_size: int | None
+    record: dict[str, Any] | None  # the stored run when resuming
+
+
+def _plan(
+    recipe: str, rec: registry.Recipe, record: dict[str, Any] | None, *, data: str | Path | None,
+    image_size: int | None, overrides: Mapping[str, str], requested: dict[str, Any],
+) -> _Plan:  # fmt: skip
+    """Recipe + overrides + options for a new run, or the stored run's configs when resuming."""
+    configs = apply_overrides({"model": rec.model, "train": rec.train}, overrides)
+    wanted_train = dataclasses.replace(configs["train"], **requested)
+    if record is None:
+        return _Plan(configs["model"], wanted_train, str(data if data is not None else rec.dataset), image_size, None)
+    if record.get("recipe") != recipe:
+        raise CheckpointError(f"this run directory holds a run of {record.get('recipe')!r}, not {recipe!r}.")
+    user_keys = {key.rpartition(".")[2] for key in overrides} | set(requested)
+    model_cfg, train_cfg = _resume_configs(record, {"model": configs["model"], "train": wanted_train}, user_keys)
+    data_spec = record["data"]["spec"]
+    if data is not None and str(data) != data_spec:
+        raise CheckpointError(f"this run was trained on {data_spec!r}; resume it without --data {data}.")
+    return _Plan(model_cfg, train_cfg, data_spec, record["data"]["image_size"], record)
+
+
+def _write_record(run_dir: Path, plan: _Plan, family: str, recipe: str, images: ImageData,
+                  data_range: tuple[float, float], counts: tuple[int, int]) -> None:  # fmt: skip
+    """config.json for a new run; for a resumed one, the same record with the training config updated."""
+    if plan.record is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_run_config(run_dir, {
+            "family": family, "recipe": recipe, "model": to_dict(plan.model), "train": to_dict(plan.train),
+            "data": _data_record(images, plan.data_spec, plan.image_size, plan.train, data_range, counts),
+        })  # fmt: skip
+    else:
+        record = {k: v for k, v in plan.record.items() if not k.startswith(("format", "genlab_"))}
+        write_run_config(run_dir, {**record, "train": to_dict(plan.train)})
+
+
 def train(
     recipe: str,
     *,
@@ -116,12 +160,11 @@ def train(
 
     ``data`` is a dataset name or a path (folder of images, .npy, .npz); ``overrides`` are
     ``key=value`` strings for any model or training config field. With ``resume`` the run in
-    ``out`` continues from its latest checkpoint (``steps``/``minutes`` may be raised).
+    ``out`` continues from its latest checkpoint (``steps``/``minutes`` may be raised, ``lr`` and
+    ``grad_clip`` lowered).
     """
     rec = registry.recipe(recipe)
-    if isinstance(overrides, list):
-        overrides = parse_overrides(overrides)
-    configs = apply_overrides({"model": rec.model, "train": rec.train}, overrides or {})
+    overrides = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
     requested = {"steps": steps, "batch_size": batch_size, "seed": seed, "checkpoint_every": checkpoint_every}
     requested = {k: v for k, v in requested.items() if v is not None}
     if minutes is not None:
@@ -132,40 +175,20 @@ def train(
     w = distributed.world()
     record = _prepare_run_dir(run_dir, resume)  # every process checks before process 0 writes anything
     distributed.barrier(w)
-    if record is not None:
-        if record.get("recipe") != recipe:
-            raise CheckpointError(f"{run_dir} holds a run of {record.get('recipe')!r}, not {recipe!r}.")
-        wanted = {"model": configs["model"], "train": dataclasses.replace(configs["train"], **requested)}
-        user_keys = {key.rpartition(".")[2] for key in overrides or {}} | set(requested)
-        model_cfg, train_cfg = _resume_configs(record, wanted, user_keys)
-        data_spec, image_size = record["data"]["spec"], record["data"]["image_size"]
-        if data is not None and str(data) != data_spec:
-            raise CheckpointError(f"this run was trained on {data_spec!r}; resume it without --data {data}.")
-    else:
-        train_cfg = dataclasses.replace(configs["train"], **requested)
-        model_cfg, data_spec = configs["model"], str(data if data is not None else rec.dataset)
-    images = load_images(data_spec, image_size=image_size)
-    model_cfg = _adapt_to_data(model_cfg, images, recipe)
-    train_split, val_split = images.split(val_fraction=train_cfg.val_fraction, seed=train_cfg.split_seed)
+    plan = _plan(recipe, rec, record, data=data, image_size=image_size, overrides=overrides, requested=requested)
+    images = load_images(plan.data_spec, image_size=plan.image_size)
+    if record is not None and record["data"]["sha256"] != images.content_hash():
+        raise CheckpointError(
+            f"the data at {plan.data_spec!r} changed since this run started; resume needs the same data."
+        )
+    plan = dataclasses.replace(plan, model=_adapt_to_data(plan.model, images, recipe))
+    train_split, val_split = images.split(val_fraction=plan.train.val_fraction, seed=plan.train.split_seed)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(train_cfg.seed)  # the initial weights are part of what the seed fixes
-        model = registry.build(rec.family, model_cfg)
+        torch.manual_seed(plan.train.seed)  # the initial weights are part of what the seed fixes
+        model = registry.build(rec.family, plan.model)
     data_range = type(model).data_range
-    if record is None and w.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_run_config(run_dir, {
-            "family": rec.family, "recipe": recipe, "model": to_dict(model_cfg), "train": to_dict(train_cfg),
-            "data": _data_record(images, data_spec, image_size, train_cfg, data_range,
-                                 (len(train_split), len(val_split))),
-        })  # fmt: skip
-    elif record is not None:
-        if record["data"]["sha256"] != images.content_hash():
-            raise CheckpointError(
-                f"the data at {data_spec!r} changed since this run started; resume needs the same data."
-            )
-        if w.is_main:
-            record["train"] = to_dict(train_cfg)
-            write_run_config(run_dir, {k: v for k, v in record.items() if not k.startswith(("format", "genlab_"))})
+    if w.is_main:
+        _write_record(run_dir, plan, rec.family, recipe, images, data_range, (len(train_split), len(val_split)))
     distributed.barrier(w)
     run_device = resolve_device(device)
     if run_device.type == "cuda" and w.size > 1:  # one GPU per process
@@ -173,10 +196,10 @@ def train(
         torch.cuda.set_device(run_device)
 
     def on_sample(m: GenerativeModel, step: int) -> None:
-        write_preview(m, run_dir / "samples" / f"step-{step:08d}.png", val_split, data_range, seed=train_cfg.seed)
+        write_preview(m, run_dir / "samples" / f"step-{step:08d}.png", val_split, data_range, seed=plan.train.seed)
 
     fit(
-        model, train_cfg, device=run_device, run_dir=run_dir, resume=resume, on_event=on_event, world=w,
+        model, plan.train, device=run_device, run_dir=run_dir, resume=resume, on_event=on_event, world=w,
         train_data=_tensors(train_split, data_range), val_data=_tensors(val_split, data_range), on_sample=on_sample,
     )  # fmt: skip
     distributed.barrier(w)  # process 0 has written the final checkpoint
