@@ -186,7 +186,7 @@ def train(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(plan.train.seed)  # the initial weights are part of what the seed fixes
         model = registry.build(rec.family, plan.model)
-    data_range = type(model).data_range
+    data_range = model.data_range
     if w.is_main:
         _write_record(run_dir, plan, rec.family, recipe, images, data_range, (len(train_split), len(val_split)))
     distributed.barrier(w)
@@ -196,7 +196,7 @@ def train(
         torch.cuda.set_device(run_device)
 
     def on_sample(m: GenerativeModel, step: int) -> None:
-        write_preview(m, run_dir / "samples" / f"step-{step:08d}.png", val_split, data_range, seed=plan.train.seed)
+        write_preview(m, run_dir / "samples" / f"step-{step:08d}.png", val_split, seed=plan.train.seed)
 
     fit(
         model, plan.train, device=run_device, run_dir=run_dir, resume=resume, on_event=on_event, world=w,
@@ -211,9 +211,7 @@ def _tensors(data: ImageData, data_range: tuple[float, float]) -> tuple[torch.Te
     return to_tensor(data.images, data_range), y
 
 
-def write_preview(
-    model: GenerativeModel, path: Path, val: ImageData, data_range: tuple[float, float], *, seed: int
-) -> None:
+def write_preview(model: GenerativeModel, path: Path, val: ImageData, *, seed: int) -> None:
     """A grid of samples (one row per class for conditional models), or reconstructions for models
     that cannot sample."""
     generator = torch.Generator().manual_seed(seed)
@@ -223,10 +221,10 @@ def write_preview(
             per = max(1, 64 // model.num_classes)
             labels = torch.arange(model.num_classes).repeat_interleave(per)
         n = 64 if labels is None else len(labels)
-        images = to_uint8(model.sample(n, generator=generator, labels=labels), data_range)
+        images = to_uint8(model.sample(n, generator=generator, labels=labels), model.data_range)
         save_grid(images, path, ncol=None if labels is None else per)
     elif model.has_latent and len(val):
-        originals, recon = _reconstruct(model, val, 32, data_range)
+        originals, recon = _reconstruct(model, val, 32)
         save_grid(_pairs(originals, recon), path, ncol=8)
 
 
@@ -240,10 +238,6 @@ def _model(model_or_run: GenerativeModel | str | Path) -> GenerativeModel:
     return model_or_run if isinstance(model_or_run, GenerativeModel) else load(model_or_run)
 
 
-def _data_range(model: GenerativeModel) -> tuple[float, float]:
-    return type(model).data_range
-
-
 def sample(
     model_or_run: GenerativeModel | str | Path, n: int = 64, *, seed: int = 0, labels: int | list[int] | None = None
 ) -> np.ndarray:
@@ -254,7 +248,7 @@ def sample(
     generator = torch.Generator().manual_seed(seed)
     label_tensor = None if labels is None else torch.as_tensor(labels)
     with torch.no_grad():
-        return to_uint8(model.sample(n, generator=generator, labels=label_tensor), _data_range(model))
+        return to_uint8(model.sample(n, generator=generator, labels=label_tensor), model.data_range)
 
 
 def save_samples(images: np.ndarray, out: str | Path, *, labels: np.ndarray | None = None) -> Path:
@@ -314,7 +308,8 @@ def _batched(fn: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], x:
     return torch.cat(outs)
 
 
-def _reconstruct(model: GenerativeModel, data: ImageData, n: int, data_range) -> tuple[np.ndarray, np.ndarray]:
+def _reconstruct(model: GenerativeModel, data: ImageData, n: int) -> tuple[np.ndarray, np.ndarray]:
+    data_range = model.data_range
     x, y = _tensors(data.subset(np.arange(min(n, len(data)))), data_range)
     labels = y.to(model.device) if (y is not None and model.num_classes) else None
     recon = model.reconstruct(x.to(model.device), labels)
@@ -342,7 +337,7 @@ def reconstruct(model_or_run: GenerativeModel | str | Path, n: int = 32, *, data
     _require_latent(model, "reconstruct")
     images = _run_data(model, data, resize=resize)
     pick = np.random.default_rng(seed).permutation(len(images))[:n]
-    return _reconstruct(model, images.subset(np.sort(pick)), n, _data_range(model))
+    return _reconstruct(model, images.subset(np.sort(pick)), n)
 
 
 def save_reconstructions(originals: np.ndarray, recon: np.ndarray, out: str | Path) -> Path:
@@ -379,7 +374,7 @@ def interpolate(model_or_run: GenerativeModel | str | Path, *, steps: int = 8, p
         raise DataError("interpolation needs at least two images.")
     rng = np.random.default_rng(seed)
     idx = np.stack([rng.choice(len(images), 2, replace=False) for _ in range(pairs)])  # (pairs, 2)
-    x, y = _tensors(images.subset(idx.reshape(-1)), _data_range(model))
+    x, y = _tensors(images.subset(idx.reshape(-1)), model.data_range)
     x = x.to(model.device)
     labels = y.to(model.device) if (y is not None and model.num_classes) else None
     with torch.no_grad():
@@ -389,7 +384,7 @@ def interpolate(model_or_run: GenerativeModel | str | Path, *, steps: int = 8, p
         walk = slerp(a, b, t) if method == "slerp" else a + t * (b - a)  # (pairs, steps, D)
         walk_labels = None if labels is None else labels.view(pairs, 2)[:, :1].expand(pairs, steps).reshape(-1)
         out = model.decode(walk.reshape(pairs * steps, -1), walk_labels)
-    return to_uint8(out, _data_range(model))
+    return to_uint8(out, model.data_range)
 
 
 def score(
@@ -399,7 +394,7 @@ def score(
     model = _model(model_or_run)
     _require_latent(model, "score")
     images = _run_data(model, data, split="all", resize=resize)
-    x, y = _tensors(images, _data_range(model))
+    x, y = _tensors(images, model.data_range)
     labels = y if (y is not None and model.num_classes) else None
     scores = _batched(lambda xb, yb: model.anomaly_score(xb.to(model.device), yb), x, labels)
     return scores.numpy(), images

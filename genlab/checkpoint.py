@@ -171,12 +171,9 @@ def save_checkpoint(
     if final.exists():  # re-saving the same step (e.g. the final save right after a periodic one)
         shutil.rmtree(final)
     tmp.rename(final)
-    # the weights users load; each file replaced atomically
-    shutil.copyfile(final / "model.safetensors", tmp.with_name(".model.tmp"))
-    (tmp.with_name(".model.tmp")).replace(run_dir / "model.safetensors")
-    if ema is not None:
-        shutil.copyfile(final / "ema.safetensors", tmp.with_name(".ema.tmp"))
-        (tmp.with_name(".ema.tmp")).replace(run_dir / "ema.safetensors")
+    for name in ("model.safetensors", "ema.safetensors") if ema is not None else ("model.safetensors",):
+        with atomic_path(run_dir / name) as weights:  # the weights users load
+            shutil.copyfile(final / name, weights)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -254,9 +254,13 @@ def fit(
     distributed.broadcast_parameters(model, w)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
+    saved_step = -1
+
     def checkpoint() -> None:
+        nonlocal saved_step
         if not w.is_main:
             return
+        saved_step = state.step
         save_checkpoint(
             run_dir, model=model, ema=None if ema is None else ema.state_dict(), optimizers=optimizers,
             rng=_rng_state(device), keep=config.keep_checkpoints,
@@ -375,7 +379,7 @@ def fit(
             preview()
         if (config.checkpoint_every and state.step % config.checkpoint_every == 0) or done:
             checkpoint()
-    if w.is_main and (not list_checkpoints(run_dir) or list_checkpoints(run_dir)[-1].name != f"step-{state.step:08d}"):
+    if saved_step != state.step:
         checkpoint()  # e.g. resuming a run that had already finished
     preview()
     on_event(Event("end", state.step, config.steps, {**state.last_metrics, **state.last_val}, state.elapsed_s))
