@@ -25,7 +25,7 @@ from genlab.data.datasets import ImageData, load_images
 from genlab.data.images import save_grid, to_tensor, to_uint8
 from genlab.errors import CheckpointError, ConfigError, DataError
 from genlab.io import atomic_path
-from genlab.models.base import GenerativeModel
+from genlab.models.base import GenerativeModel, sampling_options
 from genlab.training import distributed
 from genlab.training.trainer import Event, TrainConfig, fit, resolve_device
 
@@ -239,16 +239,37 @@ def _model(model_or_run: GenerativeModel | str | Path) -> GenerativeModel:
 
 
 def sample(
-    model_or_run: GenerativeModel | str | Path, n: int = 64, *, seed: int = 0, labels: int | list[int] | None = None
+    model_or_run: GenerativeModel | str | Path,
+    n: int = 64,
+    *,
+    seed: int = 0,
+    labels: int | list[int] | None = None,
+    **options: Any,
 ) -> np.ndarray:
-    """``n`` new images as uint8 (n, H, W, C); the same seed gives the same images."""
+    """``n`` new images as uint8 (n, H, W, C); the same seed gives the same images.
+
+    ``options`` are the model family's sampling options (a diffusion model's ``num_steps``,
+    ``sampler``, ``guidance_scale``…); ``None`` values mean the family's default.
+    """
     if n < 1:
         raise ConfigError(f"n={n} must be at least 1.")
     model = _model(model_or_run)
+    options = _sampling_options(model, options)
     generator = torch.Generator().manual_seed(seed)
     label_tensor = None if labels is None else torch.as_tensor(labels)
     with torch.no_grad():
-        return to_uint8(model.sample(n, generator=generator, labels=label_tensor), model.data_range)
+        return to_uint8(model.sample(n, generator=generator, labels=label_tensor, **options), model.data_range)
+
+
+def _sampling_options(model: GenerativeModel, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop unset options; refuse ones the model's family does not take, naming those it does."""
+    given = {k: v for k, v in options.items() if v is not None}
+    known = sampling_options(model)
+    for key in given:
+        if key not in known:
+            takes = f"it takes {', '.join(known)}" if known else "it takes none"
+            raise ConfigError(f"{model.family} models have no sampling option {key!r}; {takes}.")
+    return given
 
 
 def save_samples(images: np.ndarray, out: str | Path, *, labels: np.ndarray | None = None) -> Path:

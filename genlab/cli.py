@@ -78,20 +78,31 @@ class _ProgressBar:
             self.task = self.progress.add_task("train", total=total, completed=done, status="")
             return
         if event.kind == "eval":
-            self.val = f" val {event.metrics.get('loss', float('nan')):.4g}"
+            self.val = f" val {_headline(event.metrics)}"
             if not err.is_terminal:  # logs and CI: one plain line per evaluation instead of a bar
                 total = f"/{event.total_steps}" if event.total_steps else ""
                 err.print(f"step {event.step}{total}{self.status}{self.val}", highlight=False)
+        if event.kind == "warning":
+            err.print(f"[yellow]warning[/] step {event.step}: {event.message}", highlight=False)
         if event.kind == "log":
             m = event.metrics
-            self.status = f" loss {event.metrics.get('loss', float('nan')):.4g}"
-            status = f"step {event.step} loss {m.get('loss', float('nan')):.4g}{self.val} {m['items_per_s']:.0f} it/s"
+            self.status = " " + _headline(m)
+            status = f"step {event.step} {_headline(m)}{self.val} {m['items_per_s']:.0f} it/s"
             done = event.elapsed_s if self.minutes else event.step
             self.progress.update(self.task, completed=done, status=status)
         if event.kind == "end":
             if self.minutes:
                 self.progress.update(self.task, completed=self.minutes * 60)
             self.progress.stop()
+
+
+def _headline(metrics: dict[str, float]) -> str:
+    """The figures worth a glance: the loss, or each phase's loss and D(real)/D(fake) for a GAN."""
+    if "loss" in metrics:
+        return f"loss {metrics['loss']:.4g}"
+    shown = [k for k in metrics if k.endswith("_loss")] + [k for k in metrics if k.endswith(("d_real", "d_fake"))]
+    names = {"discriminator_loss": "D", "generator_loss": "G"}
+    return " ".join(f"{names.get(k, k.split('_', 1)[-1])} {metrics[k]:.3g}" for k in shown) or "-"
 
 
 @app.command()
@@ -143,11 +154,18 @@ def sample(
     n: Annotated[int, typer.Option("--n", help="Number of samples.")] = 64,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     label: Annotated[Optional[int], typer.Option(help="Class label (conditional models).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Diffusion: denoising steps (default: the sampler's).")] = None,
+    sampler: Annotated[Optional[str], typer.Option(help="Diffusion: ddpm | ddim | dpm++2m.")] = None,
+    guidance_scale: Annotated[
+        Optional[float], typer.Option(help="Diffusion: classifier-free guidance scale w (1 = none).")
+    ] = None,
+    eta: Annotated[Optional[float], typer.Option(help="Diffusion, DDIM: 0 deterministic … 1 DDPM-like.")] = None,
     device: Device = "cpu",
 ) -> None:
     """Draw new samples from a trained model."""
     model = api.load(run_dir, device=device)
-    images = api.sample(model, n, seed=seed, labels=label)
+    options = {"num_steps": steps, "sampler": sampler, "guidance_scale": guidance_scale, "eta": eta}
+    images = api.sample(model, n, seed=seed, labels=label, **options)
     labels = None if label is None else [label] * n
     api.save_samples(images, out_file, labels=None if labels is None else np.array(labels))
     out.print(f"wrote {n} samples to {out_file}")

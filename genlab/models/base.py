@@ -5,8 +5,13 @@ service use only what is declared here:
 
 * ``loss(batch, *, phase=...) -> Loss`` — the training objective for one batch; ``phase`` picks the
   objective when the model has several optimisers (a GAN's discriminator and generator).
-* ``phases()`` — the parameters each optimiser updates, in the order the trainer steps them.
-* ``sample(n, *, generator, labels) -> Tensor`` — new data in the model's data range.
+* ``phases()`` — one :class:`Phase` per optimiser (its parameters, how many times it steps per
+  training step, its learning-rate scale), in the order the trainer steps them.
+* ``diagnose(history) -> str | None`` — a warning about training health from the recent log
+  records (a GAN whose discriminator has won), or None.
+* ``sample(n, *, generator, labels, **options) -> Tensor`` — new data in the model's data range;
+  a family declares its own keyword-only sampling options (a diffusion model's ``num_steps``,
+  ``sampler``, ``guidance_scale``) and :func:`sampling_options` lists them.
 * ``encode`` / ``decode`` / ``reconstruct`` — where the model has a latent space.
 
 ``forward`` takes tensors only; nothing here knows about steps, epochs or run directories.
@@ -14,6 +19,7 @@ service use only what is declared here:
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -36,6 +42,15 @@ class Batch:
 
     def __len__(self) -> int:
         return self.x.shape[0]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One optimiser of a model: what it updates and how often."""
+
+    params: list[nn.Parameter]
+    repeats: int = 1  # optimiser steps per training step, each on a fresh batch (a WGAN critic: 5)
+    lr_scale: float = 1.0  # this phase's learning rate = the schedule's × lr_scale (two time-scale updates)
 
 
 @dataclass(frozen=True)
@@ -66,12 +81,25 @@ class GenerativeModel(nn.Module):
         self.config = config
 
     # --- training -------------------------------------------------------------------------
-    def phases(self) -> dict[str, list[nn.Parameter]]:
-        """Optimiser name → parameters, stepped in this order each training step."""
-        return {"model": [p for p in self.parameters() if p.requires_grad]}
+    def phases(self) -> dict[str, Phase]:
+        """Optimiser name → :class:`Phase`, stepped in this order each training step.
+
+        With several phases the trainer computes gradients only for the phase being stepped (the
+        other phases' parameters are frozen meanwhile), so a GAN's generator loss does not fill the
+        discriminator's gradients and the discriminator loss need not detach the generator's output.
+        """
+        return {"model": Phase([p for p in self.parameters() if p.requires_grad])}
 
     def loss(self, batch: Batch, *, phase: str = "model") -> Loss:
         raise NotImplementedError
+
+    def diagnose(self, history: list[dict[str, float]]) -> str | None:
+        """A one-line warning about training health, or None.
+
+        ``history`` holds the most recent training log records (oldest first), each the mean of
+        the logged loss terms over its interval, plus ``step``.
+        """
+        return None
 
     # --- generation -----------------------------------------------------------------------
     @property
@@ -139,6 +167,12 @@ class GenerativeModel(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def sampling_options(model: GenerativeModel) -> list[str]:
+    """The keyword-only options ``model.sample`` takes beyond ``generator`` and ``labels``."""
+    params = inspect.signature(model.sample).parameters.values()
+    return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in ("generator", "labels")]
 
 
 def generator_device(generator: torch.Generator | None) -> torch.device:

@@ -29,7 +29,7 @@ from genlab.checkpoint import list_checkpoints, load_checkpoint, load_state_into
 from genlab.config import check, validate
 from genlab.errors import ConfigError, TrainingError
 from genlab.io import write_text
-from genlab.models.base import Batch, GenerativeModel
+from genlab.models.base import Batch, GenerativeModel, Phase
 from genlab.training import distributed
 from genlab.training.distributed import World
 from genlab.training.ema import EMA
@@ -152,11 +152,25 @@ class TrainState:
 class Event:
     """What the trainer reports to its caller's ``on_event`` (progress bars live in the CLI)."""
 
-    kind: Literal["start", "log", "eval", "checkpoint", "end"]
+    kind: Literal["start", "log", "eval", "checkpoint", "warning", "end"]
     step: int
     total_steps: int | None  # None when a time budget alone ends the run
     metrics: dict[str, float]
     elapsed_s: float
+    message: str = ""  # a "warning" event's text (from the model's diagnose)
+
+
+#: training log records passed to ``model.diagnose``
+HISTORY = 20
+
+
+def _freeze_other_phases(phases: dict[str, Phase], active: str | None) -> None:
+    """Only the active phase's parameters take gradients (all do again when ``active`` is None)."""
+    if len(phases) == 1:
+        return
+    for name, phase in phases.items():
+        for p in phase.params:
+            p.requires_grad_(active is None or name == active)
 
 
 def _rng_state(device: torch.device) -> dict[str, Tensor]:
@@ -228,9 +242,9 @@ def fit(
     stream = BatchStream(x, y, micro_size, config.seed, shard=w)
     phases = model.phases()
     optimizers = {
-        name: torch.optim.AdamW(params, lr=config.lr, betas=(config.beta1, config.beta2),
+        name: torch.optim.AdamW(phase.params, lr=config.lr * phase.lr_scale, betas=(config.beta1, config.beta2),
                                 weight_decay=config.weight_decay)
-        for name, params in phases.items()
+        for name, phase in phases.items()
     }  # fmt: skip
     ema = EMA(model, config.ema_decay) if config.ema_decay > 0 else None
     state = TrainState()
@@ -300,8 +314,43 @@ def fit(
                 model.load_state_dict(backup)
         model.train()
 
+    running: dict[str, Any] = {}
+
+    def _phase_step(name: str, phase: Phase, opt: torch.optim.Optimizer, micro: list[Batch], lr: float,
+                    *, scale: float) -> None:  # fmt: skip
+        """Accumulate gradients over the micro-batches → average across processes → clip → step."""
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        bad_value = None
+        for batch in micro:
+            with autocast:
+                loss = model.loss(batch, phase=name)
+            if not torch.isfinite(loss.total):
+                bad_value = float(loss.total.detach())
+                break
+            (loss.total / config.grad_accum).backward()
+            for k, v in loss.tensors().items():  # summed on the device; floats only when logging
+                key = k if len(phases) == 1 else f"{name}_{k}"
+                running[key] = running.get(key, 0.0) + v * (scale / config.grad_accum)
+        # one all-reduce averages the gradients and tells every process if any loss went bad
+        if distributed.average_gradients(phase.params, w, flag=bad_value is not None):
+            last = list_checkpoints(run_dir)
+            if last:
+                kept = f"the last good checkpoint ({last[-1].name}) is kept: continue with --resume and a lower"
+            else:
+                kept = "no checkpoint was written: train again with a lower"
+            value = bad_value if bad_value is not None else "non-finite in another process"
+            raise TrainingError(
+                f"the {name} loss became {value} at step {state.step}; {kept} lr (now {config.lr:g}) "
+                f"or grad_clip (now {config.grad_clip:g})."
+            )
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(phase.params, config.grad_clip)
+        opt.step()
+
     on_event(Event("start", state.step, config.steps, {}, state.elapsed_s))
-    running: dict[str, float] = {}
+    history: list[dict[str, float]] = []  # recent training log records, for model.diagnose
     running_n = 0
     items_since, time_since = 0, time.perf_counter()
     budget_s = None if config.max_minutes is None else config.max_minutes * 60
@@ -322,40 +371,18 @@ def fit(
             progress = max(progress, state.elapsed_s / budget_s)
         lr = learning_rate(config, state.step, progress)
         micro = [stream.batch(state.microbatch + i) for i in range(config.grad_accum)]
-        for name, opt in optimizers.items():
-            for group in opt.param_groups:
-                group["lr"] = lr
-            opt.zero_grad(set_to_none=True)
-            bad_value = None
-            for batch in micro:
-                with autocast:
-                    loss = model.loss(batch, phase=name)
-                if not torch.isfinite(loss.total):
-                    bad_value = float(loss.total.detach())
-                    break
-                (loss.total / config.grad_accum).backward()
-                for k, v in loss.tensors().items():  # summed on the device; floats only when logging
-                    key = k if len(phases) == 1 else f"{name}_{k}"
-                    running[key] = running.get(key, 0.0) + v / config.grad_accum
-            # one all-reduce averages the gradients and tells every process if any loss went bad
-            if distributed.average_gradients(phases[name], w, flag=bad_value is not None):
-                last = list_checkpoints(run_dir)
-                if last:
-                    kept = f"the last good checkpoint ({last[-1].name}) is kept: continue with --resume and a lower"
-                else:
-                    kept = "no checkpoint was written: train again with a lower"
-                value = bad_value if bad_value is not None else "non-finite in another process"
-                raise TrainingError(
-                    f"the {name} loss became {value} at step {state.step}; {kept} lr (now {config.lr:g}) "
-                    f"or grad_clip (now {config.grad_clip:g})."
-                )
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(phases[name], config.grad_clip)
-            opt.step()
+        state.microbatch += config.grad_accum
+        for name, phase in phases.items():
+            _freeze_other_phases(phases, name)
+            for repeat in range(phase.repeats):
+                if repeat:  # a repeated phase (a WGAN critic) sees a fresh batch each time; the next phase the last
+                    micro = [stream.batch(state.microbatch + i) for i in range(config.grad_accum)]
+                    state.microbatch += config.grad_accum
+                _phase_step(name, phase, optimizers[name], micro, lr * phase.lr_scale, scale=1 / phase.repeats)
+        _freeze_other_phases(phases, None)
         running_n += 1
         if ema is not None:
             ema.update(model)
-        state.microbatch += config.grad_accum
         state.step += 1
         state.elapsed_s = elapsed_before + time.perf_counter() - wall_start
         items_since += sum(len(b) for b in micro)
@@ -369,6 +396,11 @@ def fit(
             if w.is_main:
                 _append_jsonl(metrics_path, record)
             on_event(Event("log", state.step, config.steps, record, state.elapsed_s))
+            history = [*history[-(HISTORY - 1) :], {"step": state.step, **state.last_metrics}]
+            warning = model.diagnose(history)
+            if warning:
+                log.warning("step %d: %s", state.step, warning)
+                on_event(Event("warning", state.step, config.steps, {}, state.elapsed_s, message=warning))
             running, running_n, items_since, time_since = {}, 0, 0, now
         if (config.eval_every and state.step % config.eval_every == 0) or done:
             state.last_val = evaluate()
@@ -400,11 +432,14 @@ def _plot_losses(run_dir: Path) -> None:
 
     rows = [json.loads(line) for line in path.read_text().splitlines() if line]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    keys = sorted({k for r in rows for k in r if k == "loss" or k.endswith("_loss")})  # a GAN logs one per phase
     for split, style in (("train", "-"), ("val", "o-")):
-        pts = [(r["step"], r["loss"]) for r in rows if r["split"] == split and "loss" in r]
-        if pts:
-            ax.plot(*zip(*pts, strict=False), style, label=split, markersize=3)
-    if all(r.get("loss", 1.0) > 0 for r in rows):
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in rows if r["split"] == split and key in r]
+            if pts:
+                label = split if key == "loss" else f"{split} {key.removesuffix('_loss')}"
+                ax.plot(*zip(*pts, strict=False), style, label=label, markersize=3)
+    if all(r.get(k, 1.0) > 0 for r in rows for k in keys):
         ax.set_yscale("log")  # the first steps' loss would otherwise flatten the rest of the curve
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
