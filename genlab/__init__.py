@@ -3,7 +3,9 @@
 __version__ = "0.1.0"
 
 from genlab.api import (
+    img2img,
     info,
+    inpaint,
     interpolate,
     load,
     reconstruct,
@@ -13,4 +15,16 @@ from genlab.api import (
     train,
 )
 
-__all__ = ["__version__", "info", "interpolate", "load", "reconstruct", "sample", "save_samples", "score", "train"]
+__all__ = [
+    "__version__",
+    "img2img",
+    "info",
+    "inpaint",
+    "interpolate",
+    "load",
+    "reconstruct",
+    "sample",
+    "save_samples",
+    "score",
+    "train",
+]

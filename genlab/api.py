@@ -22,10 +22,10 @@ from genlab import registry
 from genlab.checkpoint import build_model, list_checkpoints, load_model, read_run_config, write_run_config
 from genlab.config import apply_overrides, field_names, from_dict, parse_overrides, to_dict
 from genlab.data.datasets import ImageData, load_images
-from genlab.data.images import save_grid, to_tensor, to_uint8
+from genlab.data.images import read_image, resize_images, save_grid, to_tensor, to_uint8
 from genlab.errors import CheckpointError, ConfigError, DataError
 from genlab.io import atomic_path
-from genlab.models.base import GenerativeModel, sampling_options
+from genlab.models.base import GenerativeModel, keyword_options
 from genlab.training import distributed
 from genlab.training.trainer import Event, TrainConfig, fit, resolve_device
 
@@ -254,21 +254,99 @@ def sample(
     if n < 1:
         raise ConfigError(f"n={n} must be at least 1.")
     model = _model(model_or_run)
-    options = _sampling_options(model, options)
+    options = _options_of(model.sample, options)
     generator = torch.Generator().manual_seed(seed)
     label_tensor = None if labels is None else torch.as_tensor(labels)
     with torch.no_grad():
         return to_uint8(model.sample(n, generator=generator, labels=label_tensor, **options), model.data_range)
 
 
-def _sampling_options(model: GenerativeModel, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop unset options; refuse ones the model's family does not take, naming those it does."""
+# --- editing (diffusion models) ---------------------------------------------------------------
+ImageInput = str | Path | np.ndarray  # an image file, or a uint8 (H, W, C) array
+
+
+def _edit_model(model_or_run: GenerativeModel | str | Path, what: str) -> GenerativeModel:
+    model = _model(model_or_run)
+    if not hasattr(model, what):
+        raise ConfigError(f"{model.family} models cannot {what}; train a diffusion recipe such as ddpm-mnist.")
+    return model
+
+
+def _read_input(image: ImageInput, channels: int) -> np.ndarray:
+    """A path or a uint8 array (H, W, C) → uint8 (H, W, C) with the model's channel count."""
+    if isinstance(image, (str, Path)):
+        return read_image(image, channels=channels)
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3:
+        raise ConfigError(f"an image array must be uint8 (H, W, C), got {array.dtype} {array.shape}.")
+    return array
+
+
+def _edit_inputs(model: GenerativeModel, image: ImageInput, mask: ImageInput | None, n: int,
+                 resize: bool) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """(n copies of the image as a (n, C, H, W) tensor in the model's range, the 0/1 mask (1, 1, H, W))."""
+    if n < 1:
+        raise ConfigError(f"n={n} must be at least 1.")
+    c = model.config
+    array = _read_input(image, c.channels)
+    mask_array = None
+    if mask is not None:
+        mask_array = _read_input(mask, 1)
+        if mask_array.shape[:2] != array.shape[:2]:
+            raise ConfigError(
+                f"the mask is {mask_array.shape[1]}×{mask_array.shape[0]} but the image is "
+                f"{array.shape[1]}×{array.shape[0]}; give a mask of the image's size (white = regenerate)."
+            )
+    if array.shape[:2] != (c.height, c.width):
+        if not resize:
+            raise ConfigError(
+                f"the image is {array.shape[1]}×{array.shape[0]} but the model makes {c.width}×{c.height}; "
+                "resize it, or pass --resize (resize=True) to resize and centre-crop."
+            )
+        array = resize_images(array[None], (c.height, c.width))[0]
+        if mask_array is not None:
+            mask_array = resize_images(mask_array[None], (c.height, c.width))[0]
+    x = to_tensor(np.repeat(array[None], n, axis=0), model.data_range).to(model.device)
+    m = None if mask_array is None else torch.from_numpy(mask_array > 127).float().permute(2, 0, 1)[None]
+    return x, m
+
+
+def inpaint(model_or_run: GenerativeModel | str | Path, image: ImageInput, mask: ImageInput, *, n: int = 1,
+            seed: int = 0, labels: int | list[int] | None = None, resize: bool = False,
+            **options: Any) -> np.ndarray:  # fmt: skip
+    """Regenerate the white part of ``mask`` in ``image`` (RePaint), keeping the rest: ``n`` uint8
+    (n, H, W, C) variations. ``options``: num_steps, sampler (ddpm|ddim), guidance_scale, eta, resample."""
+    model = _edit_model(model_or_run, "inpaint")
+    x, m = _edit_inputs(model, image, mask, n, resize)
+    generator = torch.Generator().manual_seed(seed)
+    label_tensor = None if labels is None else torch.as_tensor(labels)
+    out = model.inpaint(x, m, generator=generator, labels=label_tensor, **_options_of(model.inpaint, options))
+    return to_uint8(out, model.data_range)
+
+
+def img2img(model_or_run: GenerativeModel | str | Path, image: ImageInput, *, strength: float, n: int = 1,
+            seed: int = 0, labels: int | list[int] | None = None, resize: bool = False,
+            **options: Any) -> np.ndarray:  # fmt: skip
+    """SDEdit: noise ``image`` to ``strength`` ∈ [0, 1] and denoise (towards ``labels`` if given):
+    ``n`` uint8 (n, H, W, C) variations. ``options``: num_steps, sampler, guidance_scale, eta."""
+    model = _edit_model(model_or_run, "img2img")
+    x, _ = _edit_inputs(model, image, None, n, resize)
+    generator = torch.Generator().manual_seed(seed)
+    label_tensor = None if labels is None else torch.as_tensor(labels)
+    out = model.img2img(x, strength=strength, generator=generator, labels=label_tensor,
+                        **_options_of(model.img2img, options))  # fmt: skip
+    return to_uint8(out, model.data_range)
+
+
+def _options_of(method: Callable[..., Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop unset options; refuse ones ``method`` (a model's sample/inpaint/img2img) does not take."""
     given = {k: v for k, v in options.items() if v is not None}
-    known = sampling_options(model)
+    known = keyword_options(method)
     for key in given:
         if key not in known:
             takes = f"it takes {', '.join(known)}" if known else "it takes none"
-            raise ConfigError(f"{model.family} models have no sampling option {key!r}; {takes}.")
+            family = getattr(method.__self__, "family", "this")
+            raise ConfigError(f"{family} models' {method.__name__} has no option {key!r}; {takes}.")
     return given
 
 

@@ -171,6 +171,62 @@ def sample(
     out.print(f"wrote {n} samples to {out_file}")
 
 
+def _save_edits(images: np.ndarray, out_file: Path) -> None:
+    api.save_samples(images, out_file)
+    out.print(f"wrote {len(images)} image{'s' if len(images) > 1 else ''} to {out_file}")
+
+
+Steps = Annotated[Optional[int], typer.Option(help="Denoising steps (default 50).")]
+Label = Annotated[Optional[int], typer.Option(help="Class label to steer towards (conditional models).")]
+Guidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (with --label).")]
+Resize = Annotated[bool, typer.Option("--resize", help="Resize and centre-crop the image to the model's size.")]
+EditOut = Annotated[Path, typer.Option("--out", help="FILE.png (a grid when --n > 1) or FILE.npz.")]
+
+
+@app.command()
+def inpaint(
+    run_dir: RunDir,
+    image: Annotated[Path, typer.Option(help="The image to edit (PNG/JPEG).")],
+    mask: Annotated[Path, typer.Option(help="Same-size mask: white = regenerate, black = keep.")],
+    out_file: EditOut,
+    n: Annotated[int, typer.Option("--n", help="Number of variations.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    label: Label = None,
+    steps: Steps = None,
+    sampler: Annotated[Optional[str], typer.Option(help="ddpm (default) | ddim.")] = None,
+    guidance_scale: Guidance = None,
+    resample: Annotated[Optional[int], typer.Option(help="RePaint resampling per step (default 4).")] = None,
+    resize: Resize = False,
+    device: Device = "cpu",
+) -> None:
+    """Regenerate the masked part of an image with a diffusion model, keeping the rest (RePaint)."""
+    model = api.load(run_dir, device=device)
+    options = {"num_steps": steps, "sampler": sampler, "guidance_scale": guidance_scale, "resample": resample}
+    _save_edits(api.inpaint(model, image, mask, n=n, seed=seed, labels=label, resize=resize, **options), out_file)
+
+
+@app.command()
+def img2img(
+    run_dir: RunDir,
+    image: Annotated[Path, typer.Option(help="The image to start from (PNG/JPEG).")],
+    strength: Annotated[float, typer.Option(help="0 keeps the image … 1 ignores it.")],
+    out_file: EditOut,
+    n: Annotated[int, typer.Option("--n", help="Number of variations.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    label: Label = None,
+    steps: Steps = None,
+    sampler: Annotated[Optional[str], typer.Option(help="ddim (default) | ddpm | dpm++2m.")] = None,
+    guidance_scale: Guidance = None,
+    resize: Resize = False,
+    device: Device = "cpu",
+) -> None:
+    """Redraw an image with a diffusion model, keeping its layout (SDEdit)."""
+    model = api.load(run_dir, device=device)
+    options = {"num_steps": steps, "sampler": sampler, "guidance_scale": guidance_scale}
+    images = api.img2img(model, image, strength=strength, n=n, seed=seed, labels=label, resize=resize, **options)
+    _save_edits(images, out_file)
+
+
 @app.command()
 def reconstruct(
     run_dir: RunDir,

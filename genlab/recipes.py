@@ -7,7 +7,11 @@ follows the data.
 
 from __future__ import annotations
 
+import dataclasses
+
 from genlab.models.autoencoder import AutoencoderConfig
+from genlab.models.diffusion import DiffusionConfig
+from genlab.models.gan import GANConfig
 from genlab.models.vae import VAEConfig
 from genlab.registry import Recipe, register_recipe
 from genlab.training.trainer import TrainConfig
@@ -43,6 +47,16 @@ RECIPES = [
            TrainConfig(steps=3000, batch_size=128, lr=2e-3, eval_every=500, sample_every=1000,
                        checkpoint_every=1000), "fashion-mnist",
            "convolutional VAE on full Fashion-MNIST, ~6 min on 2 cores (needs the Debian package)"),
+    # diffusion
+    Recipe("ddpm-mnist", "diffusion",
+           DiffusionConfig(num_classes=10, base_channels=16, channel_mults=(1, 2, 4), attention_levels=(2,)),
+           TrainConfig(steps=1000, batch_size=64, lr=2e-3, warmup_steps=100, ema_decay=0.995, eval_every=250,
+                       sample_every=500, checkpoint_every=500), "mnist",
+           "class-conditional DDPM, small UNet; sample --label 3 --guidance-scale 2 (~6 min on 2 cores)"),
+    Recipe("ddpm-digits", "diffusion",
+           DiffusionConfig(height=8, width=8, base_channels=32, channel_mults=(1, 2), attention_levels=(1,)),
+           TrainConfig(steps=1500, batch_size=64, lr=2e-3, warmup_steps=100, ema_decay=0.995, eval_every=250,
+                       sample_every=500, checkpoint_every=500), "digits", "unconditional DDPM on 8×8 digits"),
     # tiny ones for tests and smoke checks (seconds)
     Recipe("vae-tiny", "vae", VAEConfig(**_DIGITS, latent_dim=4, hidden_dims=(32,)),
            TrainConfig(steps=30, batch_size=32, lr=3e-3, warmup_steps=5, log_every=5, eval_every=10,
@@ -50,6 +64,32 @@ RECIPES = [
     Recipe("ae-tiny", "ae", AutoencoderConfig(**_DIGITS, latent_dim=4, hidden_dims=(32,)),
            TrainConfig(steps=30, batch_size=32, lr=3e-3, warmup_steps=5, log_every=5, eval_every=10,
                        eval_batches=2, sample_every=0, checkpoint_every=10), "digits", "tiny autoencoder for tests"),
+    Recipe("ddpm-tiny", "diffusion",
+           DiffusionConfig(height=8, width=8, num_classes=10, base_channels=8, channel_mults=(1, 2),
+                           attention_levels=(1,), attention_heads=2, num_train_steps=100),
+           TrainConfig(steps=30, batch_size=32, lr=3e-3, warmup_steps=5, log_every=5, eval_every=10,
+                       eval_batches=2, sample_every=0, checkpoint_every=10), "digits", "tiny DDPM for tests"),
+]  # fmt: skip
+
+# GANs: Adam(β₁=0.5) at a constant lr, no gradient clipping, an EMA of the weights for sampling
+# (the EMA also averages D, which sampling never uses)
+_GAN_TRAIN = TrainConfig(steps=2000, batch_size=64, lr=5e-4, lr_schedule="constant", warmup_steps=0, beta1=0.5,
+                         beta2=0.999, grad_clip=0.0, ema_decay=0.999, log_every=25, eval_every=500,
+                         eval_batches=5, sample_every=500, checkpoint_every=500)  # fmt: skip
+RECIPES += [
+    Recipe("dcgan-mnist", "gan", GANConfig(base_channels=32), _GAN_TRAIN, "mnist",
+           "DCGAN (non-saturating BCE loss), ~5 min on 2 cores"),
+    Recipe("wgan-gp-mnist", "gan", GANConfig(base_channels=32, loss="wgan-gp", d_norm="none", n_critic=5),
+           dataclasses.replace(_GAN_TRAIN, steps=1000, batch_size=32, beta1=0.5, beta2=0.9), "mnist",
+           "WGAN-GP: critic with gradient penalty, 5 critic steps per generator step"),
+    Recipe("cgan-mnist", "gan", GANConfig(base_channels=32, num_classes=10), _GAN_TRAIN, "mnist",
+           "conditional DCGAN (projection discriminator): sample --label 3 draws a three"),
+    Recipe("sngan-mnist", "gan", GANConfig(base_channels=32, loss="hinge", spectral_norm=True, d_norm="none"),
+           _GAN_TRAIN, "mnist", "SN-GAN: hinge loss, spectral norm on every discriminator layer"),
+    Recipe("gan-tiny", "gan", GANConfig(**_DIGITS, latent_dim=8, base_channels=4),
+           TrainConfig(steps=30, batch_size=32, lr=2e-4, lr_schedule="constant", warmup_steps=0, beta1=0.5,
+                       grad_clip=0.0, log_every=5, eval_every=10, eval_batches=2, sample_every=0,
+                       checkpoint_every=10), "digits", "tiny GAN for tests"),
 ]  # fmt: skip
 
 for _recipe in RECIPES:

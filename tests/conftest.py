@@ -34,3 +34,11 @@ def cvae_run(tmp_path_factory):
 
     overrides = ["num_classes=10", "steps=20"]
     return genlab.train("vae-tiny", out=tmp_path_factory.mktemp("runs") / "cvae", device="cpu", overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def ddpm_run(tmp_path_factory):
+    """A tiny class-conditional DDPM (8×8 digits, T = 100) trained for 30 steps."""
+    import genlab
+
+    return genlab.train("ddpm-tiny", out=tmp_path_factory.mktemp("runs") / "ddpm", device="cpu")

@@ -2,6 +2,20 @@
 
 from genlab.models.autoencoder import Autoencoder, AutoencoderConfig
 from genlab.models.base import Batch, GenerativeModel, Loss
+from genlab.models.diffusion import Diffusion, DiffusionConfig
+from genlab.models.gan import GAN, GANConfig
 from genlab.models.vae import VAE, VAEConfig
 
-__all__ = ["VAE", "Autoencoder", "AutoencoderConfig", "Batch", "GenerativeModel", "Loss", "VAEConfig"]
+__all__ = [
+    "GAN",
+    "VAE",
+    "Autoencoder",
+    "AutoencoderConfig",
+    "Batch",
+    "Diffusion",
+    "DiffusionConfig",
+    "GANConfig",
+    "GenerativeModel",
+    "Loss",
+    "VAEConfig",
+]

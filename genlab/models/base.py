@@ -20,6 +20,7 @@ service use only what is declared here:
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -169,10 +170,16 @@ class GenerativeModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def keyword_options(method: Callable[..., Any]) -> list[str]:
+    """The keyword-only options of a generation method beyond ``generator``, ``labels`` and ``strength``."""
+    params = inspect.signature(method).parameters.values()
+    skip = ("generator", "labels", "strength")
+    return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in skip]
+
+
 def sampling_options(model: GenerativeModel) -> list[str]:
     """The keyword-only options ``model.sample`` takes beyond ``generator`` and ``labels``."""
-    params = inspect.signature(model.sample).parameters.values()
-    return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in ("generator", "labels")]
+    return keyword_options(model.sample)
 
 
 def generator_device(generator: torch.Generator | None) -> torch.device:

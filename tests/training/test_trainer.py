@@ -198,3 +198,81 @@ def test_resume_after_kill_9_gives_identical_weights(tmp_path):
     assert done and done[-1].name != "step-00000300"
     subprocess.run([*cmd, "--out", str(cut), "--resume"], check=True, capture_output=True)
     assert_same_weights(weights(tmp_path / "full"), weights(cut))
+
+
+# --- several phases (the GAN shape of the loop) -----------------------------------------------
+class TwoPhase(GenerativeModel):
+    """A toy with two optimisers: 'critic' (stepped ``repeats`` times, lr × 0.5) then 'actor'.
+
+    Each loss touches both parameters, so gradients leaking into the frozen phase would show."""
+
+    family = "two-phase-test"
+
+    def __init__(self, repeats: int = 3) -> None:
+        super().__init__(None)
+        self.critic = torch.nn.Parameter(torch.zeros(()))
+        self.actor = torch.nn.Parameter(torch.zeros(()))
+        self.repeats = repeats
+        self.seen: list[tuple[str, bool, bool, float]] = []  # phase, critic/actor requires_grad, batch sum
+
+    def phases(self):
+        from genlab.models.base import Phase
+
+        return {"critic": Phase([self.critic], repeats=self.repeats, lr_scale=0.5), "actor": Phase([self.actor])}
+
+    def loss(self, batch: Batch, *, phase: str = "model") -> Loss:
+        if torch.is_grad_enabled():
+            self.seen.append((phase, self.critic.requires_grad, self.actor.requires_grad, float(batch.x.sum())))
+        value = (self.critic * self.actor - 1) ** 2 + (self.critic if phase == "critic" else self.actor) ** 2
+        return Loss(value, {"critic_value": self.critic.detach()})
+
+    def diagnose(self, history):
+        return "critic too strong" if history[-1]["critic_loss"] > 100 else None
+
+
+def test_phases_repeat_with_fresh_batches_and_freeze_each_other(tmp_path):
+    model = TwoPhase(repeats=3)
+    x = torch.arange(40.0).reshape(40, 1, 1, 1)
+    config = TrainConfig(steps=2, batch_size=4, lr=0.1, warmup_steps=0, lr_schedule="constant", log_every=1,
+                         eval_every=0, sample_every=0, checkpoint_every=0, val_fraction=0.0)  # fmt: skip
+    fit(model, config, train_data=(x, None), val_data=None, run_dir=tmp_path, device=torch.device("cpu"))
+    phases = [s[0] for s in model.seen]
+    assert phases == ["critic", "critic", "critic", "actor"] * 2
+    for phase, critic_grad, actor_grad, _ in model.seen:
+        assert (critic_grad, actor_grad) == ((True, False) if phase == "critic" else (False, True))
+    sums = [s[3] for s in model.seen]
+    assert len(set(sums[0:3])) == 3 and sums[3] == sums[2]  # each critic repeat its own batch; the actor the last
+    assert model.critic.requires_grad and model.actor.requires_grad  # unfrozen after training
+    record = read_metrics(tmp_path)[0]
+    assert {"critic_loss", "actor_loss", "critic_critic_value"} <= record.keys()
+
+
+def test_phase_lr_scale_sets_each_optimisers_rate(tmp_path):
+    model = TwoPhase(repeats=1)
+    x = torch.ones(8, 1, 1, 1)
+    config = TrainConfig(steps=1, batch_size=4, lr=0.1, warmup_steps=0, lr_schedule="constant", grad_clip=0,
+                         beta1=0.0, beta2=0.0, log_every=1, eval_every=0, sample_every=0, checkpoint_every=0,
+                         val_fraction=0.0)  # fmt: skip
+    with torch.no_grad():
+        model.critic.fill_(0.5)
+        model.actor.fill_(0.5)
+    fit(model, config, train_data=(x, None), val_data=None, run_dir=tmp_path, device=torch.device("cpu"))
+    # Adam with β = 0 steps by lr · sign(grad) (ε aside): the critic moves half as far as the actor
+    # (both gradients are +0.25 at 0.5, 0.5)
+    assert model.critic.item() == pytest.approx(0.5 - 0.05, abs=1e-4)
+    assert model.actor.item() == pytest.approx(0.5 - 0.1, abs=1e-4)
+
+
+def test_diagnose_warnings_reach_the_log_and_the_caller(tmp_path, caplog):
+    model = TwoPhase(repeats=1)
+    with torch.no_grad():
+        model.critic.fill_(50.0)
+    events = []
+    config = TrainConfig(steps=2, batch_size=4, lr=1e-6, warmup_steps=0, log_every=1, eval_every=0, sample_every=0,
+                         checkpoint_every=0, val_fraction=0.0)  # fmt: skip
+    with caplog.at_level("WARNING"):
+        fit(model, config, train_data=(torch.ones(8, 1, 1, 1), None), val_data=None, run_dir=tmp_path,
+            device=torch.device("cpu"), on_event=events.append)  # fmt: skip
+    warnings = [e for e in events if e.kind == "warning"]
+    assert warnings and warnings[0].message == "critic too strong"
+    assert "critic too strong" in caplog.text

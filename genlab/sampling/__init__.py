@@ -1,0 +1,1 @@
+"""Generative processes kept apart from the networks: noise schedules and diffusion samplers."""
