@@ -67,7 +67,8 @@ class Attention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
-        q, k, v = qkv.transpose(-1, -2).unbind(1)  # each (B, heads, HW, c/heads)
+        # contiguous (B, heads, HW, c/heads) each: the fused CPU kernels need a unit-stride last dim
+        q, k, v = qkv.permute(1, 0, 2, 4, 3).contiguous().unbind(0)
         y = F.scaled_dot_product_attention(q, k, v)
         return x + self.out(y.transpose(-1, -2).reshape(b, c, h, w))
 
