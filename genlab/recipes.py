@@ -71,21 +71,22 @@ RECIPES = [
                        eval_batches=2, sample_every=0, checkpoint_every=10), "digits", "tiny DDPM for tests"),
 ]  # fmt: skip
 
-# GANs: Adam(β₁=0.5) at a constant lr, no gradient clipping, an EMA of the weights for sampling
-# (the EMA also averages D, which sampling never uses)
+# GANs: Adam(β₁=0.5) at a constant lr (5e-4: 2.5× DCGAN's 2e-4, which gave blobs rather than digits in this
+# budget), no gradient clipping, an EMA of the weights for sampling (it also averages D, which sampling never uses).
+# Times: one thread on the 2-core CI machine while another job was running.
 _GAN_TRAIN = TrainConfig(steps=2000, batch_size=64, lr=5e-4, lr_schedule="constant", warmup_steps=0, beta1=0.5,
                          beta2=0.999, grad_clip=0.0, ema_decay=0.999, log_every=25, eval_every=500,
                          eval_batches=5, sample_every=500, checkpoint_every=500)  # fmt: skip
 RECIPES += [
     Recipe("dcgan-mnist", "gan", GANConfig(base_channels=32), _GAN_TRAIN, "mnist",
-           "DCGAN (non-saturating BCE loss), ~5 min on 2 cores"),
+           "DCGAN (non-saturating BCE loss), ~4 min on 2 cores"),
     Recipe("wgan-gp-mnist", "gan", GANConfig(base_channels=32, loss="wgan-gp", d_norm="none", n_critic=5),
            dataclasses.replace(_GAN_TRAIN, steps=1000, batch_size=32, beta1=0.5, beta2=0.9), "mnist",
-           "WGAN-GP: critic with gradient penalty, 5 critic steps per generator step"),
+           "WGAN-GP: gradient-penalty critic, 5 critic steps per generator step (~6 min on 2 cores)"),
     Recipe("cgan-mnist", "gan", GANConfig(base_channels=32, num_classes=10), _GAN_TRAIN, "mnist",
-           "conditional DCGAN (projection discriminator): sample --label 3 draws a three"),
+           "conditional DCGAN, projection discriminator: sample --label 3 draws a three (~3.5 min)"),
     Recipe("sngan-mnist", "gan", GANConfig(base_channels=32, loss="hinge", spectral_norm=True, d_norm="none"),
-           _GAN_TRAIN, "mnist", "SN-GAN: hinge loss, spectral norm on every discriminator layer"),
+           _GAN_TRAIN, "mnist", "SN-GAN: hinge loss, spectral norm on every discriminator layer (~3.5 min)"),
     Recipe("gan-tiny", "gan", GANConfig(**_DIGITS, latent_dim=8, base_channels=4),
            TrainConfig(steps=30, batch_size=32, lr=2e-4, lr_schedule="constant", warmup_steps=0, beta1=0.5,
                        grad_clip=0.0, log_every=5, eval_every=10, eval_batches=2, sample_every=0,

@@ -13,11 +13,11 @@ learns to tell them from real ones; the two are trained in turn (the trainer's t
 
 Networks are DCGAN-style: G is linear → (C₀, h₀, w₀) → stride-2 transposed convolutions with
 BatchNorm and ReLU → tanh, so images live in [-1, 1]; D mirrors it with stride-2 convolutions and
-LeakyReLU(0.2). D normalises between stages with BatchNorm as in DCGAN (real and fake batches go
-through it separately, so each is normalised by its own statistics), with layer normalisation
-(``d_norm="layer"``) for WGAN-GP, whose per-sample gradient penalty batch statistics would break
-(Gulrajani et al. 2017, §4), or not at all. The number of stride-2 stages follows the image size,
-keeping the starting map at about 4–7 pixels (7 for MNIST, 2 for 8×8 digits).
+LeakyReLU(0.2). Between D's stages ``d_norm`` puts BatchNorm as in DCGAN (real and fake batches go
+through D separately, so each is normalised by its own statistics), layer normalisation, or nothing;
+WGAN-GP must not use BatchNorm, as its gradient penalty is per sample (Gulrajani et al. 2017, §4).
+The number of stride-2 stages follows the image size, keeping the starting map at about 4–7 pixels
+(7 for MNIST, 2 for 8×8 digits).
 
 The conditional GAN (``num_classes > 0``) feeds G a one-hot label concatenated to z (Mirza &
 Osindero 2014) and uses a projection discriminator (Miyato & Koyama 2018):
@@ -96,7 +96,7 @@ class GANConfig:
         check(self.gp_weight >= 0, f"gp_weight={self.gp_weight} must be ≥ 0.")
         check(
             self.loss != "wgan-gp" or self.d_norm != "batch",
-            "loss='wgan-gp' cannot use d_norm='batch': the gradient penalty is per sample; set d_norm=layer.",
+            "loss='wgan-gp' cannot use d_norm='batch' (its gradient penalty is per sample); set d_norm=none or layer.",
         )
         conv_stages(self.height, self.width)
 
@@ -149,8 +149,10 @@ class Discriminator(nn.Module):
         c_in = config.channels
         for i, c_out in enumerate(widths):  # each halves H and W
             layers.append(nn.Conv2d(c_in, c_out, 4, 2, 1))
-            if i > 0 and config.d_norm == "batch":  # none on the first stage (Radford et al. 2016, §3)
-                layers.append(nn.BatchNorm2d(c_out))
+            # none on the first stage (Radford et al. 2016, §3). D's BatchNorm keeps no running statistics: they
+            # would average real and fake batches, so validation D(real)/D(fake) would mean nothing; D never samples
+            if i > 0 and config.d_norm == "batch":
+                layers.append(nn.BatchNorm2d(c_out, track_running_stats=False))
             elif i > 0 and config.d_norm == "layer":
                 layers.append(nn.GroupNorm(1, c_out))  # one group = layer norm over (C, H, W)
             layers.append(nn.LeakyReLU(0.2))
