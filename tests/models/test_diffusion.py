@@ -130,3 +130,16 @@ def test_training_lowers_the_loss_and_the_run_samples(ddpm_run):
     assert images.shape == (4, 8, 8, 1) and images.dtype.name == "uint8"
     again = genlab.sample(model, 4, seed=3, labels=2, num_steps=5, sampler="ddim", guidance_scale=2.0)
     assert (images == again).all()
+
+
+def test_the_mnist_recipe_adapts_to_other_data(tmp_path):
+    run = genlab.train("ddpm-mnist", data="digits", steps=1, out=tmp_path / "run", device="cpu",
+                       overrides=["eval_batches=1"])  # fmt: skip
+    model = genlab.load(run)
+    assert (model.config.height, model.config.width, model.num_classes) == (8, 8, 10)
+    assert (run / "samples").is_dir()
+    import numpy as np
+
+    np.savez(tmp_path / "odd.npz", images=np.zeros((20, 30, 30), np.uint8), labels=np.arange(20) % 2)
+    with pytest.raises(ConfigError, match=r"divisible by 4, got 30×30.*--image-size"):
+        genlab.train("ddpm-mnist", data=tmp_path / "odd.npz", steps=1, out=tmp_path / "odd", device="cpu")
