@@ -45,7 +45,7 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.emb(emb)[:, :, None, None]
+        h = h + self.emb(F.silu(emb))[:, :, None, None]  # SiLU first, as in Ho et al.: the time MLP ends linear
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return self.skip(x) + h
 
