@@ -39,7 +39,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# the peers (pythae, ...) live in their own venv so they never change the main one
+# the peers (pythae, diffusers) live in their own venv so they never change the main one
 BENCH := .venv-bench
 $(BENCH)/.installed: pyproject.toml
 	test -x $(BENCH)/bin/python || $(PYTHON) -m venv $(BENCH)
@@ -49,6 +49,7 @@ $(BENCH)/.installed: pyproject.toml
 
 bench: $(BENCH)/.installed
 	$(BENCH)/bin/python benchmarks/vae.py
+	$(BENCH)/bin/python benchmarks/diffusion.py
 
 clean:
 	rm -rf $(VENV) $(BENCH) runs .pytest_cache .ruff_cache *.egg-info
