@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	# the CPU build of torch first, pinned: an unpinned torch would pull a multi-GB CUDA build
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	# GPT-2's BPE ranks ship inside this sdist; --no-deps because genlab needs only that file
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps openai-whisper==20250625
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -45,6 +47,7 @@ $(BENCH)/.installed: pyproject.toml
 	test -x $(BENCH)/bin/python || $(PYTHON) -m venv $(BENCH)
 	$(BENCH)/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BENCH)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(BENCH)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps openai-whisper==20250625
 	touch $@
 
 bench: $(BENCH)/.installed

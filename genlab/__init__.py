@@ -3,7 +3,10 @@
 __version__ = "0.1.0"
 
 from genlab.api import (
+    export_hf,
+    generate,
     img2img,
+    import_hf,
     info,
     inpaint,
     interpolate,
@@ -11,13 +14,17 @@ from genlab.api import (
     reconstruct,
     sample,
     save_samples,
+    save_texts,
     score,
     train,
 )
 
 __all__ = [
     "__version__",
+    "export_hf",
+    "generate",
     "img2img",
+    "import_hf",
     "info",
     "inpaint",
     "interpolate",
@@ -25,6 +32,7 @@ __all__ = [
     "reconstruct",
     "sample",
     "save_samples",
+    "save_texts",
     "score",
     "train",
 ]

@@ -1,5 +1,8 @@
 """The public workflow functions: the CLI calls exactly these.
 
+``import_hf`` / ``export_hf`` (GPT-2 weights in the Hugging Face layout) are re-exported from
+:mod:`genlab.models.hf`.
+
 run_dir = genlab.train("vae-mnist", steps=2000, out="runs/vae")
 model = genlab.load(run_dir)
 images = genlab.sample(model, 16, seed=0)          # uint8 (16, 28, 28, 1)
@@ -11,14 +14,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from genlab import registry
+from genlab import registry, sequences
 from genlab.checkpoint import build_model, list_checkpoints, load_model, read_run_config, write_run_config
 from genlab.config import apply_overrides, field_names, from_dict, parse_overrides, to_dict
 from genlab.data.datasets import ImageData, load_images
@@ -26,7 +29,12 @@ from genlab.data.images import read_image, resize_images, save_grid, to_tensor, 
 from genlab.errors import CheckpointError, ConfigError, DataError
 from genlab.io import atomic_path
 from genlab.models.base import GenerativeModel, keyword_options
+from genlab.models.hf import export_hf as export_hf
+from genlab.models.hf import import_hf as import_hf
+from genlab.models.sequence import SequenceModel
+from genlab.sampling.decoding import DecodingOptions
 from genlab.training import distributed
+from genlab.training.items import Items, TensorItems
 from genlab.training.trainer import Event, TrainConfig, fit, resolve_device
 
 #: training options that may change when a run is resumed: the budget and intervals (they do not change
@@ -123,17 +131,16 @@ def _plan(
     data_spec = record["data"]["spec"]
     if data is not None and str(data) != data_spec:
         raise CheckpointError(f"this run was trained on {data_spec!r}; resume it without --data {data}.")
-    return _Plan(model_cfg, train_cfg, data_spec, record["data"]["image_size"], record)
+    return _Plan(model_cfg, train_cfg, data_spec, record["data"].get("image_size"), record)
 
 
-def _write_record(run_dir: Path, plan: _Plan, family: str, recipe: str, images: ImageData,
-                  data_range: tuple[float, float], counts: tuple[int, int]) -> None:  # fmt: skip
+def _write_record(run_dir: Path, plan: _Plan, family: str, recipe: str, data_record: dict[str, Any]) -> None:
     """config.json for a new run; for a resumed one, the same record with the training config updated."""
     if plan.record is None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_run_config(run_dir, {
             "family": family, "recipe": recipe, "model": to_dict(plan.model), "train": to_dict(plan.train),
-            "data": _data_record(images, plan.data_spec, plan.image_size, plan.train, data_range, counts),
+            "data": data_record,
         })  # fmt: skip
     else:
         record = {k: v for k, v in plan.record.items() if not k.startswith(("format", "genlab_"))}
@@ -176,19 +183,21 @@ def train(
     record = _prepare_run_dir(run_dir, resume)  # every process checks before process 0 writes anything
     distributed.barrier(w)
     plan = _plan(recipe, rec, record, data=data, image_size=image_size, overrides=overrides, requested=requested)
-    images = load_images(plan.data_spec, image_size=plan.image_size)
-    if record is not None and record["data"]["sha256"] != images.content_hash():
-        raise CheckpointError(
-            f"the data at {plan.data_spec!r} changed since this run started; resume needs the same data."
-        )
-    plan = dataclasses.replace(plan, model=_adapt_to_data(plan.model, images, recipe))
-    train_split, val_split = images.split(val_fraction=plan.train.val_fraction, seed=plan.train.split_seed)
+    fam = registry.family(rec.family)
+    if fam.model_class.modality == "tokens":
+        prepared = _prepare_tokens(plan, recipe, run_dir, record)
+    else:
+        prepared = _prepare_images(plan, fam.model_class.data_range, recipe, record)
+    plan = dataclasses.replace(plan, model=prepared.model_config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(plan.train.seed)  # the initial weights are part of what the seed fixes
         model = registry.build(rec.family, plan.model)
-    data_range = model.data_range
+    if prepared.tokenizer is not None:
+        model.tokenizer = prepared.tokenizer
     if w.is_main:
-        _write_record(run_dir, plan, rec.family, recipe, images, data_range, (len(train_split), len(val_split)))
+        _write_record(run_dir, plan, rec.family, recipe, prepared.record)
+        if prepared.tokenizer is not None and record is None:
+            prepared.tokenizer.save(run_dir)
     distributed.barrier(w)
     run_device = resolve_device(device)
     if run_device.type == "cuda" and w.size > 1:  # one GPU per process
@@ -196,19 +205,67 @@ def train(
         torch.cuda.set_device(run_device)
 
     def on_sample(m: GenerativeModel, step: int) -> None:
-        write_preview(m, run_dir / "samples" / f"step-{step:08d}.png", val_split, seed=plan.train.seed)
+        prepared.preview(m, run_dir / "samples" / f"step-{step:08d}", plan.train.seed)
 
     fit(
         model, plan.train, device=run_device, run_dir=run_dir, resume=resume, on_event=on_event, world=w,
-        train_data=_tensors(train_split, data_range), val_data=_tensors(val_split, data_range), on_sample=on_sample,
+        train_data=prepared.train, val_data=prepared.val, on_sample=on_sample,
     )  # fmt: skip
     distributed.barrier(w)  # process 0 has written the final checkpoint
     return run_dir
 
 
+@dataclasses.dataclass(frozen=True)
+class _Prepared:
+    """The data side of a run: the model config adapted to the data, training and validation items,
+    the run's "data" record, the tokenizer (token models) and how to write a training preview."""
+
+    model_config: Any
+    train: Items
+    val: Items | None
+    record: dict[str, Any]
+    preview: Callable[[GenerativeModel, Path, int], None]
+    tokenizer: Any = None
+
+
+def _prepare_images(plan: _Plan, data_range: tuple[float, float], recipe: str,
+                    stored: dict[str, Any] | None) -> _Prepared:  # fmt: skip
+    images = load_images(plan.data_spec, image_size=plan.image_size)
+    if stored is not None and stored["data"]["sha256"] != images.content_hash():
+        raise CheckpointError(
+            f"the data at {plan.data_spec!r} changed since this run started; resume needs the same data."
+        )
+    train_split, val_split = images.split(val_fraction=plan.train.val_fraction, seed=plan.train.split_seed)
+    record = _data_record(images, plan.data_spec, plan.image_size, plan.train, data_range,
+                          (len(train_split), len(val_split)))  # fmt: skip
+
+    def preview(model: GenerativeModel, stem: Path, seed: int) -> None:
+        write_preview(model, stem.with_suffix(".png"), val_split, seed=seed)
+
+    return _Prepared(_adapt_to_data(plan.model, images, recipe), _items(train_split, data_range),
+                     _items(val_split, data_range), record, preview)  # fmt: skip
+
+
+def _prepare_tokens(plan: _Plan, recipe: str, run_dir: Path, stored: dict[str, Any] | None) -> _Prepared:
+    if plan.image_size is not None:
+        raise ConfigError(f"--image-size applies to images; {recipe} trains on token sequences.")
+    p = sequences.prepare(plan.model, plan.data_spec, val_fraction=plan.train.val_fraction,
+                          split_seed=plan.train.split_seed, recipe=recipe, run_dir=run_dir, stored=stored)  # fmt: skip
+    kind = p.record["kind"]
+
+    def preview(model: GenerativeModel, stem: Path, seed: int) -> None:
+        sequences.write_preview(model, stem, seed=seed, kind=kind)
+
+    return _Prepared(p.model_config, p.train, p.val, p.record, preview, p.tokenizer)
+
+
 def _tensors(data: ImageData, data_range: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor | None]:
     y = None if data.labels is None else torch.from_numpy(data.labels)
     return to_tensor(data.images, data_range), y
+
+
+def _items(data: ImageData, data_range: tuple[float, float]) -> TensorItems:
+    return TensorItems(*_tensors(data, data_range))
 
 
 def write_preview(model: GenerativeModel, path: Path, val: ImageData, *, seed: int) -> None:
@@ -245,11 +302,13 @@ def sample(
     seed: int = 0,
     labels: int | list[int] | None = None,
     **options: Any,
-) -> np.ndarray:
-    """``n`` new images as uint8 (n, H, W, C); the same seed gives the same images.
+) -> np.ndarray | list[str]:
+    """``n`` new samples; the same seed gives the same samples. Images come as uint8 (n, H, W, C);
+    a token model's samples as n strings (text, or music event words: see :mod:`genlab.data.music`).
 
     ``options`` are the model family's sampling options (a diffusion model's ``num_steps``,
-    ``sampler``, ``guidance_scale``…); ``None`` values mean the family's default.
+    ``sampler``, ``guidance_scale``; a language model's ``max_new_tokens``, ``temperature``,
+    ``top_k``, ``top_p``…); ``None`` values mean the family's default.
     """
     if n < 1:
         raise ConfigError(f"n={n} must be at least 1.")
@@ -258,7 +317,65 @@ def sample(
     generator = torch.Generator().manual_seed(seed)
     label_tensor = None if labels is None else torch.as_tensor(labels)
     with torch.no_grad():
-        return to_uint8(model.sample(n, generator=generator, labels=label_tensor, **options), model.data_range)
+        out = model.sample(n, generator=generator, labels=label_tensor, **options)
+    if model.modality == "tokens":
+        return [model.tokenizer.decode(ids) if model.tokenizer is not None else " ".join(map(str, ids)) for ids in out]
+    return to_uint8(out, model.data_range)
+
+
+# --- text and music (token models) ----------------------------------------------------------------
+def _token_model(model_or_run: GenerativeModel | str | Path) -> SequenceModel:
+    model = _model(model_or_run)
+    if not isinstance(model, SequenceModel):
+        raise ConfigError(f"{model.family} models do not generate text; use `genlab sample` for images.")
+    return model
+
+
+def generate(
+    model_or_run: GenerativeModel | str | Path,
+    prompt: str | Sequence[str] | None = None,
+    *,
+    n: int = 1,
+    max_new_tokens: int = 200,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    num_beams: int = 1,
+    stop: Sequence[str] = (),
+    seed: int = 0,
+    stream: bool = False,
+    use_cache: bool = True,
+) -> list[str] | Iterator[str]:
+    """Continue ``prompt`` (a string, several strings, or None for the model's start token) with a
+    language model: ``n`` continuations of each prompt, the new text only; continuation j of
+    prompt i is item ``i * n + j``. ``temperature=0`` decodes greedily; ``num_beams > 1`` runs beam
+    search (returning the n best beams); a continuation ends at the end-of-text token, at any of
+    the ``stop`` strings (which are cut off) or after ``max_new_tokens``. A prompt longer than the
+    context keeps its last tokens (a warning says so). With ``stream=True`` (one prompt, n=1) the
+    result is an iterator of text pieces as they are generated."""
+    model = _token_model(model_or_run)
+    if n < 1:
+        raise ConfigError(f"n={n} must be at least 1.")
+    options = DecodingOptions(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                              repetition_penalty=repetition_penalty, num_beams=num_beams)  # fmt: skip
+    prompts = [prompt] if prompt is None or isinstance(prompt, str) else list(prompt)
+    if not prompts:
+        raise ConfigError("give at least one prompt (or none at all to start from the model's start token).")
+    stop = [stop] if isinstance(stop, str) else list(stop)
+    if stream:
+        if n != 1 or len(prompts) != 1:
+            raise ConfigError("streaming shows one continuation; give one prompt and n=1.")
+        return sequences.stream_text(model, prompts[0], options, stop=stop, seed=seed)
+    rows = sequences.generate_text(model, prompts, options, n=n, stop=stop, seed=seed, use_cache=use_cache)
+    return [text for row in rows for text in row]
+
+
+def save_texts(texts: Sequence[str], out: str | Path, *, model: GenerativeModel,
+               prompts: Sequence[str] | None = None) -> list[Path]:  # fmt: skip
+    """Write generated text (``.txt``, ``.jsonl``) or, for a music model, MIDI (``.mid``)."""
+    kind = "music" if getattr(model.config, "tokenizer", "") == "music" else "text"
+    return sequences.save_texts(texts, out, kind=kind, prompts=prompts)
 
 
 # --- editing (diffusion models) ---------------------------------------------------------------

@@ -238,4 +238,8 @@ def load_model(run_dir: str | Path, *, device: str | torch.device = "cpu", use_e
         path = run_dir / "model.safetensors"
     load_state_into(model, load_tensors(path), path)
     model.run_record = record  # provenance: data shape/range, recipe, training config
+    if getattr(model, "modality", "image") == "tokens":
+        from genlab.data.tokenizers import load_tokenizer
+
+        model.tokenizer = load_tokenizer(run_dir)
     return model.to(device).eval()

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from genlab import api, registry
+from genlab import api, registry, sequences
 from genlab.errors import GenlabError
 from genlab.training import distributed
 
@@ -149,7 +149,12 @@ def train(
 def sample(
     run_dir: RunDir,
     out_file: Annotated[
-        Path, typer.Option("--out", help="FILE.png → grid; FILE.npz → array 'samples' uint8 [N,H,W,C].")
+        Path,
+        typer.Option(
+            "--out",
+            help="Images: FILE.png (grid) or FILE.npz (uint8 [N,H,W,C]). Text: FILE.txt or "
+            "FILE.jsonl. Music: FILE.mid (FILE-0.mid, FILE-1.mid… when --n > 1).",
+        ),
     ],
     n: Annotated[int, typer.Option("--n", help="Number of samples.")] = 64,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
@@ -160,15 +165,122 @@ def sample(
         Optional[float], typer.Option(help="Diffusion: classifier-free guidance scale w (1 = none).")
     ] = None,
     eta: Annotated[Optional[float], typer.Option(help="Diffusion, DDIM: 0 deterministic … 1 DDPM-like.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Text/music: tokens per sample (default 200).")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Text/music: 0 = greedy, default 1.")] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="Text/music: keep the k most likely tokens.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Text/music: nucleus sampling, p in (0, 1].")] = None,
     device: Device = "cpu",
 ) -> None:
-    """Draw new samples from a trained model."""
+    """Draw new samples from a trained model (images, text or music)."""
     model = api.load(run_dir, device=device)
-    options = {"num_steps": steps, "sampler": sampler, "guidance_scale": guidance_scale, "eta": eta}
+    options = {
+        "num_steps": steps,
+        "sampler": sampler,
+        "guidance_scale": guidance_scale,
+        "eta": eta,
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+    }
+    if model.modality == "tokens":
+        texts = api.sample(model, n, seed=seed, labels=label, **options)
+        paths = api.save_texts(texts, out_file, model=model)
+        out.print(f"wrote {n} sample{'s' if n > 1 else ''} to {', '.join(map(str, paths))}")
+        return
     images = api.sample(model, n, seed=seed, labels=label, **options)
     labels = None if label is None else [label] * n
     api.save_samples(images, out_file, labels=None if labels is None else np.array(labels))
     out.print(f"wrote {n} samples to {out_file}")
+
+
+@app.command()
+def generate(
+    run_dir: RunDir,
+    prompt: Annotated[
+        Optional[list[str]], typer.Option(help="Text to continue (repeat for several; default: the start token).")
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per continuation.")] = 200,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy (most likely token).")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample among the k most likely tokens.")] = None,
+    top_p: Annotated[
+        Optional[float], typer.Option(help="Nucleus sampling: the smallest set with probability p.")
+    ] = None,
+    repetition_penalty: Annotated[float, typer.Option(help="> 1 discourages repeating tokens.")] = 1.0,
+    beam: Annotated[int, typer.Option(help="Beam search with B beams (deterministic).")] = 1,
+    n: Annotated[int, typer.Option("--n", help="Continuations per prompt.")] = 1,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    stop: Annotated[Optional[list[str]], typer.Option(help="End a continuation at this text (repeatable).")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they are generated.")] = False,
+    out_file: Annotated[
+        Optional[Path], typer.Option("--out", help="Also write FILE.txt / FILE.jsonl, or FILE.mid for music.")
+    ] = None,
+    device: Device = "cpu",
+) -> None:
+    """Continue a text prompt with a language model (GPT, LSTM), or write music as MIDI."""
+    model = api.load(run_dir, device=device)
+    prompts = prompt or [None]
+    music = getattr(model.config, "tokenizer", "") == "music"
+    options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                   repetition_penalty=repetition_penalty, num_beams=beam, stop=stop or (), seed=seed)  # fmt: skip
+    kind = "music" if music else "text"
+    if stream:
+        text = ""
+        if prompts[0] and not music:
+            out.print(prompts[0], end="", highlight=False, markup=False)
+        for piece in api.generate(model, prompts[0] if len(prompts) == 1 else prompts, n=n, stream=True, **options):
+            text += piece
+            if not music:
+                out.print(piece, end="", highlight=False, markup=False)
+        if not music:
+            out.print()
+        full = [sequences.join(prompts[0], text, kind=kind)]
+    else:
+        texts = api.generate(model, prompts, n=n, **options)
+        full = [sequences.join(prompts[i // n], t, kind=kind) for i, t in enumerate(texts)]
+    for i, text in enumerate(full):
+        if music:
+            from genlab.data.music import describe_events
+
+            summary = describe_events(text)
+            out.print(f"{f'{i}: ' if len(full) > 1 else ''}{summary['notes']} notes, "
+                      f"{summary['length_quarters']:g} quarter notes, voices {summary['notes_per_voice']}",
+                      highlight=False, markup=False)  # fmt: skip
+        elif not stream:
+            if len(full) > 1:
+                out.print(f"[bold]=== {i} ===[/]")
+            out.print(text, highlight=False, markup=False)
+    if out_file is not None:
+        paths = api.save_texts(full, out_file, model=model, prompts=[p or "" for p in prompts for _ in range(n)])
+        out.print(f"wrote {', '.join(map(str, paths))}")
+    elif music:
+        out.print("music: pass --out FILE.mid to write the piece as MIDI", highlight=False)
+
+
+@app.command()
+def convert(
+    run_dir: Annotated[Optional[Path], typer.Argument(help="A genlab GPT run to export (with --to-hf).")] = None,
+    from_hf: Annotated[
+        Optional[Path], typer.Option(help="Import a Hugging Face GPT-2 directory (config.json + model.safetensors).")
+    ] = None,
+    to_hf: Annotated[Optional[Path], typer.Option(help="Export RUN_DIR to this directory in the GPT-2 layout.")] = None,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", help="With --from-hf: the run directory to write.")
+    ] = None,
+) -> None:
+    """Move GPT weights between genlab and the Hugging Face GPT-2 layout, offline (safetensors only)."""
+    if from_hf is not None and run_dir is None and to_hf is None:
+        if out_dir is None:
+            raise GenlabError("give --out RUN_DIR: where to write the imported run.")
+        written = api.import_hf(from_hf, out_dir)
+        model = api.load(written)
+        out.print(f"imported {from_hf} → {written} ({model.num_parameters():,} parameters, "
+                  f"tokenizer {model.tokenizer.kind if model.tokenizer else 'none'})")  # fmt: skip
+    elif run_dir is not None and to_hf is not None and from_hf is None:
+        written = api.export_hf(run_dir, to_hf)
+        out.print(f"exported {run_dir} → {written} (load it with transformers' GPT2LMHeadModel.from_pretrained)")
+    else:
+        raise GenlabError("use `genlab convert --from-hf DIR --out RUN_DIR` or `genlab convert RUN_DIR --to-hf DIR`.")
 
 
 def _save_edits(images: np.ndarray, out_file: Path) -> None:
@@ -303,8 +415,13 @@ def info(run_dir: RunDir, as_json: Annotated[bool, typer.Option("--json", help="
     limit += f" (time budget {budget:g} min)" if budget else ""
     table.add_row("steps", f"{summary['steps_trained']} {limit}".strip())
     d = summary["data"]
-    table.add_row("data", f"{d['name']} ({d['train_count']} train / {d['val_count']} val, "
-                          f"{d['channels']}×{d['height']}×{d['width']})")  # fmt: skip
+    if "tokenizer" in d:
+        table.add_row("data", f"{d['name']} ({d['train_count']} train / {d['val_count']} val documents, "
+                              f"{d['train_tokens']:,} / {d['val_tokens']:,} tokens)")  # fmt: skip
+        table.add_row("tokenizer", f"{d['tokenizer']}, {d['vocab_size']:,} tokens")
+    else:
+        table.add_row("data", f"{d['name']} ({d['train_count']} train / {d['val_count']} val, "
+                              f"{d['channels']}×{d['height']}×{d['width']})")  # fmt: skip
     table.add_row("model", json.dumps(summary["model"]))
     for split in ("train", "val"):
         m = {k: v for k, v in summary[f"last_{split}"].items() if k not in ("step", "split")}

@@ -12,6 +12,8 @@ import dataclasses
 from genlab.models.autoencoder import AutoencoderConfig
 from genlab.models.diffusion import DiffusionConfig
 from genlab.models.gan import GANConfig
+from genlab.models.gpt import GPTConfig
+from genlab.models.rnn import RNNConfig
 from genlab.models.vae import VAEConfig
 from genlab.registry import Recipe, register_recipe
 from genlab.training.trainer import TrainConfig
@@ -91,6 +93,33 @@ RECIPES += [
            TrainConfig(steps=30, batch_size=32, lr=2e-4, lr_schedule="constant", warmup_steps=0, beta1=0.5,
                        grad_clip=0.0, log_every=5, eval_every=10, eval_batches=2, sample_every=0,
                        checkpoint_every=10), "digits", "tiny GAN for tests"),
+]  # fmt: skip
+
+# Language models: text (Shakespeare) and music (Bach chorales). AdamW with β₂ = 0.99 and weight decay 0.1 as
+# nanoGPT's small models. Times: 2 threads on the 2-core CI machine (README table).
+_LM_TRAIN = TrainConfig(steps=1000, batch_size=32, lr=2e-3, warmup_steps=100, beta2=0.99, weight_decay=0.1,
+                        grad_clip=1.0, log_every=25, eval_every=250, eval_batches=10, sample_every=500,
+                        checkpoint_every=250)  # fmt: skip
+_TINY_LM_TRAIN = TrainConfig(steps=30, batch_size=8, lr=3e-3, warmup_steps=5, log_every=5, eval_every=10,
+                             eval_batches=2, sample_every=0, checkpoint_every=10)  # fmt: skip
+_SMALL_GPT = GPTConfig(context_length=128, num_layers=4, num_heads=4, embed_dim=192)
+RECIPES += [
+    Recipe("gpt-shakespeare", "gpt", _SMALL_GPT, _LM_TRAIN, "shakespeare",
+           "character-level GPT (4 layers, 192 wide, context 128), ~10 min on 2 cores"),
+    Recipe("gpt-bpe-shakespeare", "gpt", dataclasses.replace(_SMALL_GPT, tokenizer="bpe", bpe_vocab_size=2048),
+           _LM_TRAIN, "shakespeare", "GPT on a 2,048-token byte-level BPE trained on the corpus, ~10 min"),
+    Recipe("lstm-shakespeare", "rnn", RNNConfig(context_length=128, embed_dim=384, hidden_dim=384, num_layers=2,
+                                                dropout=0.1), _LM_TRAIN, "shakespeare",
+           "character-level 2-layer LSTM (384 units, tied embeddings), ~10 min"),
+    Recipe("gpt-chorales", "gpt",
+           dataclasses.replace(_SMALL_GPT, context_length=256, dropout=0.2, tokenizer="music"),
+           dataclasses.replace(_LM_TRAIN, batch_size=16), "chorales",
+           "GPT on Bach chorales as note events, ~10 min; generate --out piece.mid"),
+    Recipe("gpt-tiny", "gpt",
+           GPTConfig(context_length=32, num_layers=2, num_heads=2, embed_dim=32, positions="rotary"),
+           _TINY_LM_TRAIN, "shakespeare", "tiny character-level GPT for tests"),
+    Recipe("lstm-tiny", "rnn", RNNConfig(context_length=32, embed_dim=32, hidden_dim=48, num_layers=1, dropout=0.0),
+           _TINY_LM_TRAIN, "shakespeare", "tiny character-level LSTM for tests"),
 ]  # fmt: skip
 
 for _recipe in RECIPES:

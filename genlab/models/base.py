@@ -9,7 +9,9 @@ service use only what is declared here:
   training step, its learning-rate scale), in the order the trainer steps them.
 * ``diagnose(history) -> str | None`` — a warning about training health from the recent log
   records (a GAN whose discriminator has won), or None.
-* ``sample(n, *, generator, labels, **options) -> Tensor`` — new data in the model's data range;
+* ``sample(n, *, generator, labels, **options)`` — new data: images (n, C, H, W) in the model's
+  data range, or for token models (``modality == "tokens"``, :mod:`genlab.models.sequence`) a list
+  of n token-id lists;
   a family declares its own keyword-only sampling options (a diffusion model's ``num_steps``,
   ``sampler``, ``guidance_scale``) and :func:`sampling_options` lists them.
 * ``encode`` / ``decode`` / ``reconstruct`` — where the model has a latent space.
@@ -32,7 +34,8 @@ from genlab.errors import ConfigError, GenlabError
 
 @dataclass(frozen=True)
 class Batch:
-    """One batch of training data. ``x``: (B, C, H, W) float in the model's data range."""
+    """One batch of training data. ``x``: (B, C, H, W) float images in the model's data range, or
+    (B, T + 1) int64 token windows for a sequence model."""
 
     x: Tensor
     y: Tensor | None = None  # (B,) int64 class labels, when the data has them
@@ -74,6 +77,8 @@ class GenerativeModel(nn.Module):
     """Base class: holds the config and declares the contract; no behaviour of its own beyond it."""
 
     family: ClassVar[str] = ""
+    #: what the model generates: "image" (tensors (B, C, H, W)) or "tokens" (lists of token ids)
+    modality: ClassVar[str] = "image"
     #: the range data must be scaled to before it reaches ``loss`` / ``encode``
     data_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
 

@@ -27,12 +27,13 @@ from torch import Tensor
 
 from genlab.checkpoint import list_checkpoints, load_checkpoint, load_state_into, save_checkpoint
 from genlab.config import check, validate
-from genlab.errors import ConfigError, TrainingError
+from genlab.errors import ConfigError, DataError, TrainingError
 from genlab.io import write_text
 from genlab.models.base import Batch, GenerativeModel, Phase
 from genlab.training import distributed
 from genlab.training.distributed import World
 from genlab.training.ema import EMA
+from genlab.training.items import Items
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,14 @@ def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
     raise ConfigError(f"lr_schedule {config.lr_schedule!r} is not one of 'cosine', 'linear', 'constant'.")
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU runs bf16 matrix products natively (oneDNN's check: AVX-512 BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' → CUDA if present, else Apple MPS, else CPU."""
     if name == "auto":
@@ -113,13 +122,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 class BatchStream:
-    """Micro-batches of a dataset held in memory, in an order that is a pure function of
-    (seed, epoch): micro-batch ``m`` is the same on every run, so resuming needs only ``m``."""
+    """Micro-batches of a set of items, in an order that is a pure function of (seed, epoch):
+    micro-batch ``m`` is the same on every run, so resuming needs only ``m``."""
 
-    def __init__(self, x: Tensor, y: Tensor | None, batch_size: int, seed: int, shard: World = World()) -> None:
-        self.x, self.y = x, y
-        self.batch_size = min(batch_size, len(x))
-        self.per_epoch = len(x) // self.batch_size  # the remainder is dropped each epoch
+    def __init__(self, items: Items, batch_size: int, seed: int, shard: World = World()) -> None:
+        if len(items) == 0:
+            raise DataError("the training data has no items (a token stream shorter than one window?).")
+        self.items = items
+        self.batch_size = min(batch_size, len(items))
+        self.per_epoch = len(items) // self.batch_size  # the remainder is dropped each epoch
         self.seed = seed
         self.shard = shard  # under torch.distributed each process takes every size-th item of a batch
         self._epoch, self._order = -1, None
@@ -128,15 +139,17 @@ class BatchStream:
         epoch, i = divmod(m, self.per_epoch)
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._order = epoch, torch.randperm(len(self.x), generator=g).to(self.x.device)
+            self._epoch, self._order = epoch, torch.randperm(len(self.items), generator=g)
         idx = self._order[i * self.batch_size : (i + 1) * self.batch_size][self.shard.rank :: self.shard.size]
-        return Batch(self.x[idx], None if self.y is None else self.y[idx])
+        return self.items.batch(idx)
 
 
-def eval_batches(x: Tensor, y: Tensor | None, batch_size: int, limit: int) -> Iterator[Batch]:
-    n = len(x) if limit == 0 else min(len(x), limit * batch_size)
+def eval_batches(items: Items, batch_size: int, limit: int) -> Iterator[Batch]:
+    """The validation pass: ``items.eval_index()`` in order, at most ``limit`` batches (0 = all)."""
+    index = items.eval_index()
+    n = len(index) if limit == 0 else min(len(index), limit * batch_size)
     for start in range(0, n, batch_size):
-        yield Batch(x[start : start + batch_size], None if y is None else y[start : start + batch_size])
+        yield items.batch(index[start : start + batch_size])
 
 
 @dataclass
@@ -212,8 +225,8 @@ def fit(
     model: GenerativeModel,
     config: TrainConfig,
     *,
-    train_data: tuple[Tensor, Tensor | None],
-    val_data: tuple[Tensor, Tensor | None] | None,
+    train_data: Items,
+    val_data: Items | None,
     run_dir: Path,
     device: torch.device,
     resume: bool = False,
@@ -223,7 +236,8 @@ def fit(
 ) -> TrainState:
     """Train ``model`` in place on tensors already scaled to its data range; see the module doc.
 
-    ``train_data``/``val_data`` are (x, labels-or-None) pairs. Checkpoints go to ``run_dir``;
+    ``train_data``/``val_data`` are :class:`~genlab.training.items.Items` (images, or windows of a
+    token stream) already scaled to the model's data range. Checkpoints go to ``run_dir``;
     with ``resume`` the latest one there is loaded first. ``on_sample(model, step)`` is called at
     ``sample_every`` and at the end with the EMA weights swapped in when EMA is on.
 
@@ -238,8 +252,7 @@ def fit(
             f"batch_size/grad_accum = {micro_size} must divide by the {w.size} processes; change batch_size."
         )
     model.to(device).train()
-    x, y = (t if t is None else t.to(device) for t in train_data)
-    stream = BatchStream(x, y, micro_size, config.seed, shard=w)
+    stream = BatchStream(train_data.to(device), micro_size, config.seed, shard=w)
     phases = model.phases()
     optimizers = {
         name: torch.optim.AdamW(phase.params, lr=config.lr * phase.lr_scale, betas=(config.beta1, config.beta2),
@@ -267,6 +280,11 @@ def fit(
         log.info("resumed from %s at step %d", ckpt.path, state.step)
     distributed.broadcast_parameters(model, w)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+    if config.precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+        message = ("precision=bf16 on a CPU without native bf16 (AVX-512 BF16 or AMX): PyTorch emulates it and "
+                   "training runs several times slower than fp32; use precision=fp32 here.")  # fmt: skip
+        log.warning(message)
+        on_event(Event("warning", state.step, config.steps, {}, state.elapsed_s, message=message))
 
     saved_step = -1
 
@@ -284,21 +302,21 @@ def fit(
         on_event(Event("checkpoint", state.step, config.steps, {}, state.elapsed_s))
 
     def evaluate() -> dict[str, float]:
-        if val_data is None or len(val_data[0]) == 0 or not w.is_main:
+        if val_data is None or len(val_data) == 0 or not w.is_main:
             return {}
         model.eval()
-        vx, vy = (t if t is None else t.to(device) for t in val_data)
         sums: dict[str, float] = {}
         count = 0
         with torch.no_grad(), _isolated_rng(config.seed, device), autocast:
-            for batch in eval_batches(vx, vy, stream.batch_size, config.eval_batches):
+            for batch in eval_batches(val_data.to(device), stream.batch_size, config.eval_batches):
                 for name in phases:
                     for k, v in model.loss(batch, phase=name).items().items():
                         key = k if len(phases) == 1 else f"{name}_{k}"
                         sums[key] = sums.get(key, 0.0) + v * len(batch)
                 count += len(batch)
         model.train()
-        return {k: v / count for k, v in sums.items()}
+        means = {k: v / count for k, v in sums.items()}
+        return {**means, **val_data.summarize(means)}
 
     def preview() -> None:
         if on_sample is None or not w.is_main:

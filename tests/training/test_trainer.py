@@ -21,6 +21,7 @@ from genlab.checkpoint import list_checkpoints
 from genlab.errors import ConfigError, TrainingError
 from genlab.models.base import Batch, GenerativeModel, Loss
 from genlab.training import EMA, TrainConfig, fit, learning_rate
+from genlab.training.items import TensorItems
 
 
 def weights(run_dir: Path, name: str = "model.safetensors") -> dict[str, torch.Tensor]:
@@ -147,7 +148,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     cfg = TrainConfig(steps=20, batch_size=8, checkpoint_every=2, eval_every=0, log_every=1)
     expected = r"loss became nan at step 5; the last good checkpoint \(step-00000004\) is kept: continue with --resume"
     with pytest.raises(TrainingError, match=expected):
-        fit(_Exploding(_Cfg()), cfg, train_data=(x, None), val_data=None, run_dir=tmp_path, device=torch.device("cpu"))
+        fit(
+            _Exploding(_Cfg()),
+            cfg,
+            train_data=TensorItems(x),
+            val_data=None,
+            run_dir=tmp_path,
+            device=torch.device("cpu"),
+        )
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000002", "step-00000004"]
     assert torch.isfinite(load_file(str(tmp_path / "model.safetensors"))["w"]).all()
 
@@ -235,7 +243,7 @@ def test_phases_repeat_with_fresh_batches_and_freeze_each_other(tmp_path):
     x = torch.arange(40.0).reshape(40, 1, 1, 1)
     config = TrainConfig(steps=2, batch_size=4, lr=0.1, warmup_steps=0, lr_schedule="constant", log_every=1,
                          eval_every=0, sample_every=0, checkpoint_every=0, val_fraction=0.0)  # fmt: skip
-    fit(model, config, train_data=(x, None), val_data=None, run_dir=tmp_path, device=torch.device("cpu"))
+    fit(model, config, train_data=TensorItems(x), val_data=None, run_dir=tmp_path, device=torch.device("cpu"))
     phases = [s[0] for s in model.seen]
     assert phases == ["critic", "critic", "critic", "actor"] * 2
     for phase, critic_grad, actor_grad, _ in model.seen:
@@ -256,7 +264,7 @@ def test_phase_lr_scale_sets_each_optimisers_rate(tmp_path):
     with torch.no_grad():
         model.critic.fill_(0.5)
         model.actor.fill_(0.5)
-    fit(model, config, train_data=(x, None), val_data=None, run_dir=tmp_path, device=torch.device("cpu"))
+    fit(model, config, train_data=TensorItems(x), val_data=None, run_dir=tmp_path, device=torch.device("cpu"))
     # Adam with β = 0 steps by lr · sign(grad) (ε aside): the critic moves half as far as the actor
     # (both gradients are +0.25 at 0.5, 0.5)
     assert model.critic.item() == pytest.approx(0.5 - 0.05, abs=1e-4)
@@ -271,8 +279,18 @@ def test_diagnose_warnings_reach_the_log_and_the_caller(tmp_path, caplog):
     config = TrainConfig(steps=2, batch_size=4, lr=1e-6, warmup_steps=0, log_every=1, eval_every=0, sample_every=0,
                          checkpoint_every=0, val_fraction=0.0)  # fmt: skip
     with caplog.at_level("WARNING"):
-        fit(model, config, train_data=(torch.ones(8, 1, 1, 1), None), val_data=None, run_dir=tmp_path,
+        fit(model, config, train_data=TensorItems(torch.ones(8, 1, 1, 1)), val_data=None, run_dir=tmp_path,
             device=torch.device("cpu"), on_event=events.append)  # fmt: skip
     warnings = [e for e in events if e.kind == "warning"]
     assert warnings and warnings[0].message == "critic too strong"
     assert "critic too strong" in caplog.text
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(tmp_path, monkeypatch):
+    from genlab.training import trainer
+
+    monkeypatch.setattr(trainer, "cpu_has_fast_bf16", lambda: False)
+    events = []
+    genlab.train("vae-tiny", out=tmp_path / "run", steps=2, overrides=["precision=bf16"], on_event=events.append)
+    warnings = [e.message for e in events if e.kind == "warning"]
+    assert warnings and "emulates it" in warnings[0] and "precision=fp32" in warnings[0]
