@@ -99,7 +99,9 @@ class _ProgressBar:
 def _headline(metrics: dict[str, float]) -> str:
     """The figures worth a glance: the loss, or each phase's loss and D(real)/D(fake) for a GAN."""
     if "loss" in metrics:
-        return f"loss {metrics['loss']:.4g}"
+        extra = "".join(f" {name} {metrics[key]:.3g}" for key, name in
+                        (("bits_per_char", "bpc"), ("perplexity", "ppl")) if key in metrics)  # fmt: skip
+        return f"loss {metrics['loss']:.4g}{extra}"
     shown = [k for k in metrics if k.endswith("_loss")] + [k for k in metrics if k.endswith(("d_real", "d_fake"))]
     names = {"discriminator_loss": "D", "generator_loss": "G"}
     return " ".join(f"{names.get(k, k.split('_', 1)[-1])} {metrics[k]:.3g}" for k in shown) or "-"

@@ -254,3 +254,12 @@ def test_cli_binary_and_empty_text(cli, tmp_path):  # noqa: F811
     (tmp_path / "empty.txt").write_text("   \n")
     assert_one_line_error(cli("train", "gpt-tiny", "--data", tmp_path / "empty.txt", "--out", tmp_path / "b"),
                           "empty.txt")  # fmt: skip
+
+
+def test_jsonl_field_named_in_the_path(tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("\n".join(json.dumps({"id": i, "body": f"review number {i} is fine"}) for i in range(300)))
+    run = genlab.train("lstm-tiny", data=f"{path}#body", out=tmp_path / "run", overrides=["steps=2"])
+    assert json.loads((run / "config.json").read_text())["data"]["spec"].endswith("reviews.jsonl#body")
+    with pytest.raises(DataError, match="text_field"):
+        genlab.train("lstm-tiny", data=path, out=tmp_path / "run2")

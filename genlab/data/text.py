@@ -149,8 +149,13 @@ def _cut_point(doc: str, target: float) -> int | None:
 def load_text(name_or_path: str | Path, *, text_field: str = "text") -> TextData:
     """Load a text dataset by name ("shakespeare"; "chorales" for music), or the user's data by path:
     a .txt file (one document), a folder of .txt files (one document each, searched recursively),
-    a .jsonl file (one document per line, the string at ``text_field``), or MIDI files."""
+    a .jsonl file (one document per line, the string at ``text_field``; ``lines.jsonl#body`` names
+    the field in the path itself, as the command line's ``--data`` does), or MIDI files."""
     key = str(name_or_path)
+    stem, hash_sign, field_name = key.rpartition("#")
+    if hash_sign and stem.lower().endswith(".jsonl") and not Path(key).exists():
+        key, text_field = stem, field_name
+        name_or_path = stem
     if key == "shakespeare":
         return load_shakespeare()
     path = Path(key).expanduser()
@@ -243,7 +248,7 @@ def _load_jsonl(path: Path, text_field: str) -> TextData:
             keys = ", ".join(repr(k) for k in record) or "none"
             raise DataError(
                 f"{where} has no {text_field!r} field (its keys: {keys}); "
-                "pass text_field= to name the field that holds the text."
+                f"name the field that holds the text: --data {path}#FIELD (text_field= in Python)."
             )
         text = record[text_field]
         if not isinstance(text, str):

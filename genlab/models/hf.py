@@ -71,7 +71,8 @@ def _refuse(field: str, value: Any, why: str) -> CheckpointError:
 def gpt_config_from_hf(hf_config: Mapping[str, Any], *, tokenizer: str = "gpt2") -> GPTConfig:
     """The :class:`GPTConfig` of a transformers GPT-2 ``config.json`` (fields it leaves out take
     GPT2Config's defaults). Raises :class:`CheckpointError` naming the first field genlab's GPT
-    cannot reproduce exactly. ``tokenizer`` is the kind of tokenizer the run will carry."""
+    cannot reproduce exactly. genlab has one dropout rate: it takes ``resid_pdrop`` (GPT-2's three
+    rates are equal). ``tokenizer`` is the kind of tokenizer the run will carry."""
     if not isinstance(hf_config, Mapping):
         raise CheckpointError(f"config.json must hold a JSON object, got {type(hf_config).__name__}.")
     c = {**HF_DEFAULTS, **hf_config}
@@ -421,11 +422,12 @@ def import_hf(hf_dir: str | Path, out_dir: str | Path, *, tokenizer: Tokenizer |
 
 
 def export_hf(model_or_run_dir: GPT | str | Path, out_dir: str | Path) -> Path:
-    """Write a genlab GPT (a model, or a run directory) as a transformers GPT-2 folder that
-    ``GPT2LMHeadModel.from_pretrained(out_dir)`` loads: ``config.json``, ``model.safetensors``,
-    ``generation_config.json`` and, for a BPE, GPT-2 or character tokenizer, ``tokenizer.json`` and
-    ``tokenizer_config.json`` (GPT-2's also as ``vocab.json`` + ``merges.txt``). A music tokenizer has
-    no Hugging Face form and is left out. ``out_dir`` must be new or empty; returns it."""
+    """Write a genlab GPT (a model, or a run directory: its EMA weights when it kept them) as a
+    transformers GPT-2 folder that ``GPT2LMHeadModel.from_pretrained(out_dir)`` loads: ``config.json``,
+    ``model.safetensors``, ``generation_config.json`` and, for a BPE, GPT-2 or character tokenizer,
+    ``tokenizer.json`` and ``tokenizer_config.json`` (GPT-2's also as ``vocab.json`` + ``merges.txt``).
+    A music tokenizer has no Hugging Face form and is left out (with a warning). ``out_dir`` must be
+    new or empty; returns it."""
     out_dir = Path(out_dir)
     _fresh_dir(out_dir)
     model = model_or_run_dir if isinstance(model_or_run_dir, GPT) else load_model(model_or_run_dir)
