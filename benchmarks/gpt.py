@@ -343,11 +343,19 @@ def bits_per_char(side: Side, model: Model, data: Data, windows: int) -> float:
 
 
 def sample_text(side: Side, model: Model, data: Data, chars: int, seed: int) -> str:
+    """``chars`` sampled characters after the prompt. transformers' GPT-2 stops at its context, so both sides
+    generate in pieces that fit it, continuing from the newer half of the text when the window is full (the
+    policy of genlab's decoding)."""
     model.eval()
-    prompt = data.tokenizer.encode(PROMPT)
-    ids = side.generate(model, prompt, 1, chars, False, seed)[0]
+    text = data.tokenizer.encode(PROMPT)
+    piece = 0
+    while len(text) < len(PROMPT) + chars:
+        context = text if len(text) < CONTEXT else text[-(CONTEXT // 2) :]
+        new = min(len(PROMPT) + chars - len(text), CONTEXT - len(context))
+        text += side.generate(model, context, 1, new, False, seed + piece)[0]
+        piece += 1
     model.train()
-    return PROMPT + data.tokenizer.decode(ids)
+    return data.tokenizer.decode(text)
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -571,6 +579,11 @@ def quality(r: dict, data: Data, cfg: TrainConfig, args: argparse.Namespace) -> 
     r["val_chars"] = round(min(args.val_windows, (len(data.val) - 1) // CONTEXT) * CONTEXT * data.chars_per_token)
 
 
+def save(r: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(r, indent=2, default=float, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Every number of the section, with what produced it."""
     torch.set_num_threads(args.threads)
@@ -584,6 +597,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     print(f"load average {load_start}; vocabulary {data.tokenizer.vocab_size}; parameters "
           f"{r['sides']['genlab']['parameters']:,}", flush=True)  # fmt: skip
     speed(r, data, cfg, args)
+    save(r, args.json)  # a crash later loses nothing measured so far
     quality(r, data, cfg, args)
     return r | {
         "command": vae.command_line(), "date": f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
@@ -603,8 +617,7 @@ def main() -> None:
         r = json.loads(args.report.read_text(encoding="utf-8"))
     else:
         r = measure(args)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(r, indent=2, default=float, ensure_ascii=False) + "\n", encoding="utf-8")
+        save(r, args.json)
         print(f"wrote {args.json}")
     text = section(r)
     print()
