@@ -53,6 +53,7 @@ $(BENCH)/.installed: pyproject.toml
 bench: $(BENCH)/.installed
 	$(BENCH)/bin/python benchmarks/vae.py
 	$(BENCH)/bin/python benchmarks/diffusion.py
+	$(BENCH)/bin/python benchmarks/gpt.py
 
 clean:
 	rm -rf $(VENV) $(BENCH) runs .pytest_cache .ruff_cache *.egg-info

@@ -399,7 +399,8 @@ def limits_lines(r: dict) -> list[str]:
     m = r["limits"]
     fp32, bf16 = r["training_gemms"]["float32"], r["training_gemms"]["bfloat16"]
     floor = m["floor_tokens_per_s"]
-    reads = "; ".join(f"{v['model-sized']:.1f} on {n} (256 MB: {v['256 MB']:.1f})" for n, v in m["reads_gb_s"].items())
+    reads = ", ".join(f"{v['model-sized']:.1f} GB/s on {n}" for n, v in m["reads_gb_s"].items())
+    reads += " (a 256 MB tensor: " + ", ".join(f"{v['256 MB']:.1f}" for v in m["reads_gb_s"].values()) + " GB/s)"
     best = {name: max(r["sides"][name][k] for k in GENERATION_CASES if k.startswith(("sample-1", "greedy-1")))
             for name in ("genlab", "transformers")}  # fmt: skip
     reach = "within the floor" if 5 * best["transformers"] <= floor else (
@@ -415,7 +416,7 @@ def limits_lines(r: dict) -> list[str]:
         "",
         f"What limits batch-1 generation: each token streams {m['bytes_per_token'] / 1e6:.1f} MB of fp32 weights "
         f"(every matrix once; the KV cache adds up to {r['kv_bytes_max'] / 1e6:.1f} MB at {CONTEXT} positions), more "
-        f"than this CPU's 32 MB L3. Reading a tensor of that size runs at {reads} GB/s here, a floor of "
+        f"than this CPU's 32 MB L3. Reading a tensor of that size runs at {reads}, a floor of "
         f"{floor:,.0f} tokens/s for a batch-1 step that did nothing but read its weights once. The best batch-1 "
         f"rates above: genlab {best['genlab']:,.0f} tokens/s ({best['genlab'] / floor:.0%} of the floor), "
         f"transformers {best['transformers']:,.0f} ({best['transformers'] / floor:.0%}). Five times transformers' "
@@ -434,6 +435,12 @@ def profile_lines(p: dict) -> list[str]:
              f"{p['wall_ms']['transformers']:.0f} (the profiler slows both; wall minus all ops ≈ Python and framework "
              "time):", "", "| op | genlab self CPU ms | transformers self CPU ms |", "|---|--:|--:|"]  # fmt: skip
     lines += [f"| `{op}` | {ms['genlab']:.1f} | {ms['transformers']:.1f} |" for op, ms in p["ops"]]
+    ops = dict(p["ops"])
+    per_token = {s: (ops["(all ops)"][s] / p["tokens"], (p["wall_ms"][s] - ops["(all ops)"][s]) / p["tokens"],
+                     ops.get("aten::addmm", {}).get(s, 0.0) / p["tokens"]) for s in p["wall_ms"]}  # fmt: skip
+    lines += ["", "Per token: " + "; ".join(
+        f"{s} {ops_ms:.1f} ms in ops ({addmm:.1f} of them in the matrix products) and {outside:.1f} ms outside them"
+        for s, (ops_ms, outside, addmm) in per_token.items()) + "."]  # fmt: skip
     return [*lines, ""]
 
 
@@ -459,8 +466,9 @@ def section(r: dict) -> str:
         f"(34 plays), validation on the first {r['val_chars']:,} characters of the other 4 (genlab's split, "
         "val_fraction 0.1, seed 0).", "",
         *speed_rows(r), "",
-        "- " + goal_words("Training with bf16 autocast", ratio["train-bf16"], GOALS["train_bf16"]),
-        "- " + goal_words("Generation at batch 1 (sampling)", ratio["sample-1"], GOALS["generate_1"]),
+        "- " + goal_words("Training with bf16 autocast", ratio["train-bf16"], GOALS["train_bf16"]) + bf16_caveat(r),
+        "- " + goal_words("Generation at batch 1 (sampling)", ratio["sample-1"], GOALS["generate_1"])
+        + f" On one thread: ×{ratio['sample-1-1thread'][0]:.2f}; the floor below puts 5× out of reach here.",
         f"- Quality at an equal budget: genlab {ours:.3f} bits/char against transformers' {theirs:.3f} "
         f"({compared}).",
         "", *limits_lines(r), "",
@@ -468,14 +476,46 @@ def section(r: dict) -> str:
     if r.get("profile"):
         out += profile_lines(r["profile"])
     for side in SIDES:
-        out += [f"A sample of {side.name}'s model after the budget (temperature 1, top-k {TOP_K}, seed {r['seed']}):",
+        owner = f"{side.name}'" if side.name.endswith("s") else f"{side.name}'s"
+        out += [f"A sample of {owner} model after the budget (temperature 1, top-k {TOP_K}, seed {r['seed']}):",
                 "", "```text", r["sides"][side.name]["sample"], "```", ""]  # fmt: skip
     return "\n".join([*out, "Notes:", "", *[f"- {n}" for n in notes_for(r)], ""])
+
+
+def bf16_caveat(r: dict) -> str:
+    if r["bf16_hardware"]:
+        return ""
+    fp32, bf16 = r["times_s"]["train-fp32"], r["times_s"]["train-bf16"]
+    slower = {name: min(bf16[name]) / min(fp32[name]) for name in fp32}  # fastest steps: the least load
+    low, high = min(slower.values()), max(slower.values())
+    span = f"about {low:.0f}×" if round(low) == round(high) else f"{low:.0f}–{high:.0f}×"
+    return (
+        f" This CPU has no bf16 instructions: a bf16 step takes {span} "
+        "as long as an fp32 one on both sides, so this row measures emulated bf16 GEMMs, not what either side "
+        "does on bf16 hardware."
+    )
+
+
+def training_note(r: dict) -> str:
+    """The fp32 training rates compared two ways: medians of each side's steps can fall in different load
+    regimes when other processes ran during part of the section; the fastest steps and the paired ratio cannot."""
+    t = r["times_s"]["train-fp32"]
+    fastest = {name: BATCH * CONTEXT / min(times) for name, times in t.items()}
+    return (
+        f"Training speed, fp32: the ratio column is the median of per-round ratios (steps run side by side). "
+        f"Each side's median step, in the rate columns, can fall in a different load regime when other processes "
+        f"ran during part of the section ({r['others_cpu_s']['train_fp32']:.0f} CPU s here); the fastest step of "
+        f"each side gives genlab {fastest['genlab']:,.0f} and transformers {fastest['transformers']:,.0f} tokens/s "
+        f"(×{fastest['genlab'] / fastest['transformers']:.2f}). Step times in seconds: "
+        + "; ".join(f"{name} {', '.join(f'{x:.1f}' for x in times)}" for name, times in t.items())
+        + "."
+    )
 
 
 def notes_for(r: dict) -> list[str]:
     others = r["others_cpu_s"]
     return [
+        training_note(r),
         f"Threads: `torch.set_num_threads({r['threads']})` on {os.cpu_count()} logical CPUs. CPU seconds other "
         f"processes used meanwhile (0 on an idle machine): training speed {others['train_fp32']:.0f} (fp32) and "
         f"{others['train_bf16']:.0f} (bf16), generation "

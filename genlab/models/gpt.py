@@ -51,9 +51,10 @@ def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 # --- layers -------------------------------------------------------------------------------------
 class Dense(nn.Module):
-    """``y = x W + b`` with W stored (in, out), GPT-2's layout. For one token at a time (a GEMV that
-    streams every weight from memory) this layout is about twice as fast on CPU as ``nn.Linear``'s
-    (out, in): 124 µs against 238 µs for a 384×1536 layer here (benchmarks/RESULTS.md)."""
+    """``y = x W + b`` with W stored (in, out), GPT-2's layout (transformers' ``Conv1D``), so GPT-2
+    weights load without a transpose. For speed the layout is a wash in fp32 (a 384×1536 GEMV took
+    70 µs either way in benchmarks/gpt.py); under emulated bf16 (CPUs without AVX-512 BF16/AMX)
+    ``addmm`` on this layout is ~11× slower than ``nn.Linear``'s, one more reason to train in fp32 there."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
