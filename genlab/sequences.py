@@ -9,6 +9,7 @@ read back on resume and load, so ids mean the same thing for the life of the run
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from genlab.data.tokenizers import TOKENIZER_FILE, Tokenizer, load_tokenizer, tr
 from genlab.errors import CheckpointError, ConfigError, DataError
 from genlab.io import write_text
 from genlab.models.sequence import SequenceModel
-from genlab.sampling.decoding import DecodingOptions, beam_search, fit_prompt, generate_stream
+from genlab.sampling.decoding import DecodingOptions, beam_search, generate_stream
 from genlab.training.items import TokenWindows
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def generate_text(
 ) -> list[list[str]]:
     """For each prompt, ``n`` continuations (the new text only, cut before any stop string)."""
     tok = _tokenizer_of(model)
-    encoded = [fit_prompt(encode_prompt(model, p), model.max_length) for p in prompts]
+    encoded = [encode_prompt(model, p) for p in prompts]  # decoding fits them to the context
     if options.num_beams > 1:
         if n > options.num_beams:
             raise ConfigError(f"beam search returns at most --beam {options.num_beams} sequences; got --n {n}.")
@@ -158,7 +159,7 @@ def stream_text(
     if options.num_beams > 1:
         raise ConfigError("streaming shows one sampled sequence; drop --beam or --stream.")
     tok = _tokenizer_of(model)
-    ids = fit_prompt(encode_prompt(model, prompt), model.max_length)
+    ids = encode_prompt(model, prompt)
     new: list[int] = []
     shown = 0
     generator = torch.Generator().manual_seed(seed)
@@ -208,8 +209,6 @@ def save_texts(texts: Sequence[str], out: str | Path, *, kind: str, prompts: Seq
         return [events_to_midi(t, out.with_name(f"{out.stem}-{i}{out.suffix}"), strict=False)
                 for i, t in enumerate(texts)]  # fmt: skip
     if suffix == ".jsonl":
-        import json
-
         lines = [json.dumps({"index": i, **({"prompt": prompts[i]} if prompts else {}), "text": t})
                  for i, t in enumerate(texts)]  # fmt: skip
         return [write_text(out, "\n".join(lines) + "\n")]

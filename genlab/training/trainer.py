@@ -253,6 +253,7 @@ def fit(
         )
     model.to(device).train()
     stream = BatchStream(train_data.to(device), micro_size, config.seed, shard=w)
+    val_data = None if val_data is None else val_data.to(device)  # once, not at every evaluation
     phases = model.phases()
     optimizers = {
         name: torch.optim.AdamW(phase.params, lr=config.lr * phase.lr_scale, betas=(config.beta1, config.beta2),
@@ -308,7 +309,7 @@ def fit(
         sums: dict[str, float] = {}
         count = 0
         with torch.no_grad(), _isolated_rng(config.seed, device), autocast:
-            for batch in eval_batches(val_data.to(device), stream.batch_size, config.eval_batches):
+            for batch in eval_batches(val_data, stream.batch_size, config.eval_batches):
                 for name in phases:
                     for k, v in model.loss(batch, phase=name).items().items():
                         key = k if len(phases) == 1 else f"{name}_{k}"
