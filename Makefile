@@ -54,6 +54,7 @@ bench: $(BENCH)/.installed
 	$(BENCH)/bin/python benchmarks/vae.py
 	$(BENCH)/bin/python benchmarks/diffusion.py
 	$(BENCH)/bin/python benchmarks/gpt.py
+	$(BENCH)/bin/python benchmarks/metrics.py
 
 clean:
 	rm -rf $(VENV) $(BENCH) runs .pytest_cache .ruff_cache *.egg-info

@@ -51,6 +51,7 @@ from torch.profiler import ProfilerActivity, profile
 from genlab import registry
 from genlab.data.datasets import load_images
 from genlab.data.images import to_tensor, to_uint8
+from genlab.metrics.image import GaussianStats, frechet_distance
 from genlab.models.base import Batch
 from genlab.models.diffusion import Diffusion
 from genlab.training import EMA, TrainConfig, learning_rate
@@ -306,24 +307,6 @@ def train_classifier(x: Tensor, y: Tensor, *, epochs: int, seed: int) -> Classif
     return clf.eval()
 
 
-def statistics_of(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean (D,), covariance (D, D)) in float64."""
-    return features.mean(0), np.cov(features, rowvar=False)
-
-
-def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
-    """||μ1 − μ2||² + Tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½) (Heusel et al. 2017), in float64.
-
-    Tr((Σ1 Σ2)^½) = Tr((Σ1^½ Σ2 Σ1^½)^½), and the latter is symmetric positive semi-definite, so
-    two eigen-decompositions give it without the complex round-off of a general matrix square root.
-    """
-    vals, vecs = np.linalg.eigh(cov1)
-    root1 = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
-    inner = np.linalg.eigvalsh(root1 @ cov2 @ root1)
-    trace_sqrt = np.sqrt(np.clip(inner, 0, None)).sum()
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(cov1) + np.trace(cov2) - 2 * trace_sqrt)
-
-
 def draw(fns: dict[str, Callable[..., Tensor]], n: int, *, seed: int,
          batch_size: int = 250) -> dict[str, tuple[Tensor, float]]:  # fmt: skip
     """``n`` images from each ``fn(batch, generator=…)``, each with its own generator seeded ``seed``, a batch
@@ -341,14 +324,12 @@ def draw(fns: dict[str, Callable[..., Tensor]], n: int, *, seed: int,
     return {name: (torch.cat(images[name]), seconds[name]) for name in fns}
 
 
-def fid_with_sd(
-    features: np.ndarray, ref: tuple[np.ndarray, np.ndarray], *, seed: int, rounds: int = 50
-) -> tuple[float, float]:
+def fid_with_sd(features: np.ndarray, ref: GaussianStats, *, seed: int, rounds: int = 50) -> tuple[float, float]:
     """FID of ``features`` against the reference statistics, and its bootstrap standard deviation over
     resamples of the generated set (the reference held fixed): how much of a difference is sampling noise."""
-    fid = frechet_distance(*statistics_of(features), *ref)
+    fid = frechet_distance(GaussianStats.of(features), ref)
     rng = np.random.default_rng(seed)
-    boot = [frechet_distance(*statistics_of(features[rng.integers(0, len(features), len(features))]), *ref)
+    boot = [frechet_distance(GaussianStats.of(features[rng.integers(0, len(features), len(features))]), ref)
             for _ in range(rounds)]  # fmt: skip
     return fid, float(np.std(boot))
 
@@ -534,13 +515,13 @@ def loadavg() -> str:
 
 def quality(runs: list[Run], clf: Classifier, x_train: Tensor, x_val: Tensor, args: argparse.Namespace) -> dict:
     """FIDs: each side at 50 DDIM steps; genlab's three samplers and diffusers' DDIM on a common subset."""
-    ref = statistics_of(clf.features(x_train))
+    ref = GaussianStats.of(clf.features(x_train))
     models = {run.side.name: averaged(run) for run in runs}
-    out: dict[str, Any] = {"floor_fid": frechet_distance(*statistics_of(clf.features(x_val)), *ref), "samplers": []}
+    out: dict[str, Any] = {"floor_fid": frechet_distance(GaussianStats.of(clf.features(x_val)), ref), "samplers": []}
     subset = min(args.sampler_samples, args.samples)
     real = x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(args.seed))[:subset]]
     blurred = F.avg_pool2d(real, 3, stride=1, padding=1, count_include_pad=False)  # a scale for the FIDs below
-    out["blur_fid"] = frechet_distance(*statistics_of(clf.features(blurred)), *ref)
+    out["blur_fid"] = frechet_distance(GaussianStats.of(clf.features(blurred)), ref)
     print(f"sampling {args.samples} images from each side (50 DDIM steps) ...", flush=True)
     ddim = {run.side.name: partial(run.side.sample, models[run.side.name], num_steps=50) for run in runs}
     for name, (images, seconds) in draw(ddim, args.samples, seed=args.seed).items():

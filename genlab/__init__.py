@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from genlab.api import (
+    evaluate,
     export_hf,
     generate,
     img2img,
@@ -21,6 +22,7 @@ from genlab.api import (
 
 __all__ = [
     "__version__",
+    "evaluate",
     "export_hf",
     "generate",
     "img2img",

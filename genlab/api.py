@@ -654,3 +654,40 @@ def info(run_dir: str | Path) -> dict[str, Any]:
         "last_train": last.get("train", {}),
         "last_val": last.get("val", {}),
     }
+
+
+# --- evaluation -------------------------------------------------------------------------------------
+def evaluate(
+    run_or_samples: str | Path,
+    *,
+    data: str | None = None,
+    metrics: Sequence[str] | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    extractor: str = "domain",
+    inception_weights: str | Path | None = None,
+    references: str | Path | None = None,
+    write: bool = True,
+    **options: Any,
+) -> dict[str, Any]:
+    """Score a run (``run_or_samples`` a run directory; ``metrics.json`` is written there unless
+    ``write=False``) or, with ``data``, a sample file from any tool against that dataset.
+
+    ``metrics``: image runs ``fid, kid, is, precision_recall, density_coverage, memorization, tstr,
+    bits_per_dim``; text runs ``perplexity, bleu, chrf, self_bleu, distinct_n, memorization``
+    (``None``: the defaults). Further ``options`` are fields of
+    :class:`genlab.metrics.EvalOptions` (``bootstrap``, ``kid_subsets``, ``allow_few``…).
+    Returns the JSON-ready result: every value with the extractor, sample counts and seed.
+    """
+    from genlab.metrics.evaluate import EvalOptions, evaluate_run, evaluate_samples
+
+    unknown_options = set(options) - set(field_names(EvalOptions))
+    if unknown_options:
+        raise ConfigError(f"unknown evaluation option(s) {sorted(unknown_options)}; valid: {field_names(EvalOptions)}.")
+    eval_options = EvalOptions(
+        metrics=tuple(metrics) if metrics else None, n=n, seed=seed, extractor=extractor,
+        inception_weights=str(inception_weights) if inception_weights else None, **options,
+    )  # fmt: skip
+    if data is not None:
+        return evaluate_samples(run_or_samples, data, eval_options, references=references)
+    return evaluate_run(run_or_samples, eval_options, write=write)

@@ -400,6 +400,94 @@ def score(
         out.print(f"wrote scores to {out_file}")
 
 
+def _format_metric(name: str, entry: dict) -> tuple[str, str]:
+    value = entry.get("value")
+    shown = "–" if value is None else f"{value:.4g}"
+    if "ci95" in entry:
+        shown += f"  (95% CI {entry['ci95'][0]:.4g}–{entry['ci95'][1]:.4g})"
+    elif "std" in entry:
+        shown += f" ± {entry['std']:.2g}"
+    details = {
+        "memorization": lambda e: f"{e.get('near_copies', '')} near-copies" if "near_copies" in e else "",
+        "tstr": lambda e: (f"real {e['real_accuracy']:.3f}, real+synthetic {e['augmented_accuracy']:.3f} "
+                           f"(gain {e['augmentation_gain']:+.3f})"),
+        "perplexity": lambda e: f"{e['bits_per_char']:.3f} bits/char" if e.get("bits_per_char") else "",
+        "bits_per_dim": lambda e: f"{e.get('bound', '')}, {e.get('likelihood', '')}",
+    }  # fmt: skip
+    extra = details[name](entry) if name in details else ""
+    return shown, extra
+
+
+@app.command("eval")
+def evaluate(
+    run_dir: Annotated[Optional[Path], typer.Argument(help="A run directory (or use --samples).")] = None,
+    metrics: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma-separated: fid,kid,is,precision_recall,density_coverage,memorization,tstr,"
+            "bits_per_dim (images); perplexity,bleu,chrf,self_bleu,distinct_n,memorization (text)."
+        ),
+    ] = None,
+    n: Annotated[
+        Optional[int], typer.Option("--n", help="Samples to generate (default 10,000 images, 100 texts).")
+    ] = None,
+    extractor: Annotated[
+        str, typer.Option(help="Image features: domain (shipped) | inception (local weights).")
+    ] = "domain",
+    inception_weights: Annotated[
+        Optional[Path], typer.Option(help="FID Inception weights file (or $GENLAB_INCEPTION_WEIGHTS).")
+    ] = None,
+    samples: Annotated[
+        Optional[Path], typer.Option(help="Score this file (.npz/.npy/folder, .txt/.jsonl) instead.")
+    ] = None,
+    data: Annotated[Optional[str], typer.Option(help="With --samples: the dataset to compare with.")] = None,
+    references: Annotated[Optional[Path], typer.Option(help="With text --samples: references for BLEU/chrF.")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling, subset and bootstrap seed.")] = 0,
+    bootstrap: Annotated[int, typer.Option(help="FID bootstrap resamples for the 95% interval (0: none).")] = 20,
+    allow_few_samples: Annotated[
+        bool, typer.Option("--allow-few-samples", help="Compute FID with fewer samples than feature dimensions.")
+    ] = False,
+    max_new_tokens: Annotated[int, typer.Option(help="Text: tokens per generated sample.")] = 200,
+    device: Device = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Also write the result to this JSON file.")] = None,
+) -> None:
+    """Score a run (writes RUN_DIR/metrics.json) or a sample file from any tool against a dataset."""
+    from genlab.io import write_json
+    from genlab.metrics.evaluate import EvalOptions, evaluate_run, evaluate_samples
+
+    if (run_dir is None) == (samples is None):
+        raise typer.BadParameter("give a RUN_DIR or --samples FILE --data NAME (one of them).")
+    names = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None
+    options = EvalOptions(metrics=names, n=n, seed=seed, extractor=extractor, bootstrap=bootstrap,
+                          inception_weights=str(inception_weights) if inception_weights else None,
+                          allow_few=allow_few_samples, max_new_tokens=max_new_tokens,
+                          device=str(api.resolve_device(device)))  # fmt: skip
+    progress = None if as_json else (lambda message: err.print(f"[dim]{message}…[/dim]", highlight=False))
+    if samples is not None:
+        if data is None:
+            raise typer.BadParameter("--samples needs --data NAME|PATH, the real data to compare with.")
+        result = evaluate_samples(samples, data, options, references=references, progress=progress)
+    else:
+        result = evaluate_run(run_dir, options, progress=progress)
+    if out_file is not None:
+        write_json(out_file, result)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    ext = result.get("extractor", {})
+    source = result.get("run") or result.get("samples")
+    title = f"{source}: {result['n_generated']} samples vs {result['data']['name']}"
+    if ext:
+        title += f", features {ext['name']} ({ext['weights_sha256'][:12]})"
+    table = Table("metric", "value", "notes", title=title)
+    for name, entry in result["metrics"].items():
+        table.add_row(name, *_format_metric(name, entry))
+    out.print(table)
+    if run_dir is not None:
+        out.print(f"wrote {run_dir / 'metrics.json'}")
+
+
 @app.command()
 def info(run_dir: RunDir, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Config, parameter count, steps and last metrics of a run."""

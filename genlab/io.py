@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+
+def _read_umask() -> int:  # read once at import: setting the umask to read it is not thread-safe
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 class atomic_path:
@@ -25,6 +35,7 @@ class atomic_path:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             _fsync(self.tmp)
+            os.chmod(self.tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file an ordinary file's mode
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
@@ -48,3 +59,12 @@ def write_json(path: str | Path, data: Any) -> Path:
 def read_json(path: str | Path) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

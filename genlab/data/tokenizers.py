@@ -9,7 +9,6 @@ Every tokenizer is a :class:`Tokenizer`: ``encode(text) -> list[int]``, ``decode
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import json
 from collections.abc import Iterable, Sequence
@@ -21,7 +20,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from genlab.errors import CheckpointError, ConfigError, DataError, unknown
-from genlab.io import write_json
+from genlab.io import file_sha256, write_json
 
 TOKENIZER_FILE = "tokenizer.json"
 #: kind → class; filled by @register_tokenizer
@@ -368,8 +367,8 @@ def _gpt2_ranks_path() -> Path:
 
 
 @functools.cache
-def _file_sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def _file_sha256(path: str) -> str:  # cached: the ranks file is checked on every tokenizer load
+    return file_sha256(path)
 
 
 @functools.cache

@@ -20,7 +20,6 @@ safetensors are read: genlab never unpickles (a ``pytorch_model.bin`` can run co
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
@@ -38,7 +37,7 @@ from genlab.checkpoint import load_model, load_tensors, save_tensors, write_run_
 from genlab.config import to_dict
 from genlab.data.tokenizers import BPETokenizer, CharTokenizer, GPT2Tokenizer, Tokenizer
 from genlab.errors import CheckpointError, ConfigError
-from genlab.io import read_json, write_json, write_text
+from genlab.io import file_sha256, read_json, write_json, write_text
 from genlab.models.gpt import GPT, GPTConfig
 
 log = logging.getLogger(__name__)
@@ -254,15 +253,7 @@ def _read_hf_tensors(hf_dir: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     tensors: dict[str, Tensor] = {}
     for path in files:
         tensors.update(load_tensors(path))
-    return tensors, {path.name: _sha256(path) for path in files}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return tensors, {path.name: file_sha256(path) for path in files}
 
 
 # --- tokenizers ---------------------------------------------------------------------------------
