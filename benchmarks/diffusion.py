@@ -18,10 +18,11 @@ less of its budget stepping next, so whatever else runs on the machine slows bot
 side sees the same batch and the same t and ε draws (common random numbers), so only the network and the
 library code differ. Speed: training images/s over timed steps and sampling images/s of 64 images at 50
 DDIM steps, both sides interleaved in this process. Quality: FID of samples (50 DDIM steps, the same initial
-noise for both) against the training images, in the 64-d penultimate layer of a small CNN classifier trained
-here with a fixed seed; and genlab's model with DPM-Solver++(2M) at 20 steps, DDIM at 50 and ancestral DDPM
-at 250 on a common subset. Writes the "## Diffusion: genlab DDPM vs diffusers" section of benchmarks/RESULTS.md
-(``--no-write`` only prints it) and every number to benchmarks/results/diffusion.json.
+noise for both) against the training images, in the 128-d features of genlab's shipped ``domain:mnist``
+network (the default extractor of ``genlab eval``); and genlab's model with DPM-Solver++(2M) at 20 steps,
+DDIM at 50 and ancestral DDPM at 250 on a common subset. Writes the "## Diffusion: genlab DDPM vs diffusers"
+section of benchmarks/RESULTS.md (``--no-write`` only prints it) and every number to
+benchmarks/results/diffusion.json.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from torch.profiler import ProfilerActivity, profile
 from genlab import registry
 from genlab.data.datasets import load_images
 from genlab.data.images import to_tensor, to_uint8
+from genlab.metrics.features import Extractor, load_extractor
 from genlab.metrics.image import GaussianStats, frechet_distance
 from genlab.models.base import Batch
 from genlab.models.diffusion import Diffusion
@@ -60,12 +62,11 @@ ROOT = Path(__file__).resolve().parent.parent
 JSON_OUT = ROOT / "benchmarks" / "results" / "diffusion.json"
 SECTION = "## Diffusion: genlab DDPM vs diffusers"
 RECIPE = "ddpm-mnist"
-FEATURES = 64  # width of the classifier's penultimate layer: the FID feature space
 WITHIN = 0.10  # the fast solver's FID may exceed 250-step DDPM's by this fraction
 QUICK = {"minutes": 1 / 6, "samples": 32, "sampler_samples": 16, "timed_steps": 3, "sample_repeats": 1,
-         "classifier_epochs": 1, "wait_idle": 0.0}  # fmt: skip
+         "wait_idle": 0.0}  # fmt: skip
 DEFAULTS = {"minutes": 6.0, "samples": 1000, "sampler_samples": 500, "timed_steps": 20, "sample_repeats": 4,
-            "classifier_epochs": 5, "wait_idle": 60.0}  # fmt: skip
+            "wait_idle": 60.0}  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -93,12 +94,11 @@ class Run:
 
 
 # --- data --------------------------------------------------------------------------------------
-def load_split(cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """genlab's MNIST and its seeded split: (train images, train labels, val images, val labels), images
-    float32 (N, 1, 28, 28) in [-1, 1], the diffusion models' data range."""
+def load_split(cfg: TrainConfig) -> tuple[Tensor, Tensor]:
+    """genlab's MNIST and its seeded split: (train images, val images), float32 (N, 1, 28, 28) in [-1, 1],
+    the diffusion models' data range."""
     train, val = load_images("mnist").split(val_fraction=cfg.val_fraction, seed=cfg.split_seed)
-    x_train, x_val = to_tensor(train.images, (-1.0, 1.0)), to_tensor(val.images, (-1.0, 1.0))
-    return x_train, torch.from_numpy(train.labels).long(), x_val, torch.from_numpy(val.labels).long()
+    return to_tensor(train.images, (-1.0, 1.0)), to_tensor(val.images, (-1.0, 1.0))
 
 
 def batch_at(step: int, x: Tensor, batch_size: int, seed: int) -> Tensor:
@@ -271,40 +271,10 @@ def top_ops(sides: list[Side], x_train: Tensor, cfg: TrainConfig, *, seed: int, 
     return out
 
 
-# --- FID in a small classifier's feature space ------------------------------------------------------
-class Classifier(nn.Module):
-    """A small CNN for MNIST digits; its penultimate layer (FEATURES wide) is the FID feature space."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, 14, 14)
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 64, 7, 7)
-            nn.Flatten(), nn.Linear(64 * 7 * 7, FEATURES), nn.ReLU(),  # (B, FEATURES)
-        )  # fmt: skip
-        self.head = nn.Linear(FEATURES, 10)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.body(x))
-
-    @torch.no_grad()
-    def features(self, x: Tensor, batch_size: int = 500) -> np.ndarray:
-        """(N, 1, 28, 28) in [-1, 1] → float64 (N, FEATURES)."""
-        return torch.cat([self.body(b) for b in x.split(batch_size)]).double().numpy()
-
-
-def train_classifier(x: Tensor, y: Tensor, *, epochs: int, seed: int) -> Classifier:
-    torch.manual_seed(seed)
-    clf = Classifier()
-    opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=generator).split(64):
-            loss = F.cross_entropy(clf(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return clf.eval()
+# --- FID in the shipped domain network's feature space -------------------------------------------------
+def features_of(extractor: Extractor, x: Tensor) -> np.ndarray:
+    """(N, 1, 28, 28) in [-1, 1] → float64 (N, 128) features, through uint8 as ``genlab eval`` sees images."""
+    return extractor(to_uint8(x, (-1.0, 1.0)))[0].astype(np.float64)
 
 
 def draw(fns: dict[str, Callable[..., Tensor]], n: int, *, seed: int,
@@ -420,9 +390,9 @@ def section(r: dict, notes: list[str]) -> str:
         f"over the budget, clipping, batch {r['batch_size']}, EMA {r['ema_decay']}), interleaved step by step for "
         f"{r['minutes']:.3g} minutes of loop time each, the same batches and the same t, ε draws at every step. "
         f"Data: genlab's MNIST, {r['train_images']:,} training and {r['val_images']} validation images in [-1, 1]. "
-        f"FID against the training images, in the {FEATURES}-d penultimate layer of a small CNN trained here "
-        f"({r['classifier_epochs']} epoch{'s' * (r['classifier_epochs'] != 1)}, seed {r['seed']}, "
-        f"validation accuracy {r['classifier_accuracy']:.1%}); "
+        f"FID against the training images, in the {r['extractor']['feature_dim']}-d features of genlab's shipped "
+        f"`{r['extractor']['name']}` network (weights {r['extractor']['weights_sha256'][:12]}, validation accuracy "
+        f"{r['extractor']['val_accuracy']:.1%}), the default extractor of `genlab eval`; "
         "samples rounded to 8 bits like saved images; both sides sample from their EMA weights and the same "
         "initial noise.",
         "",
@@ -457,16 +427,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--timed-steps", type=int, help=f"timed training steps per side ({DEFAULTS['timed_steps']})")
     p.add_argument("--sample-repeats", type=int, help=f"timed sampling calls per side ({DEFAULTS['sample_repeats']})")
     p.add_argument(
-        "--classifier-epochs", type=int, help=f"epochs of the FID classifier ({DEFAULTS['classifier_epochs']})"
-    )
-    p.add_argument(
         "--wait-idle",
         type=float,
         metavar="SECONDS",
         help=f"before each timed section, wait at most this long for an idle CPU ({DEFAULTS['wait_idle']:g})",
     )
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads (the machine's CPUs)")
-    p.add_argument("--seed", type=int, default=0, help="weights, batches, noise, sampling and the classifier (0)")
+    p.add_argument("--seed", type=int, default=0, help="weights, batches, noise and sampling (0)")
     p.add_argument("--profile", action="store_true", help="profile both sides even when genlab is the faster")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny budget, few samples; implies --no-write")
     p.add_argument("--results", type=Path, default=vae.RESULTS, help="Markdown file to update (RESULTS.md)")
@@ -513,19 +480,20 @@ def loadavg() -> str:
     return " / ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
-def quality(runs: list[Run], clf: Classifier, x_train: Tensor, x_val: Tensor, args: argparse.Namespace) -> dict:
+def quality(runs: list[Run], extractor: Extractor, x_train: Tensor, x_val: Tensor, args: argparse.Namespace) -> dict:
     """FIDs: each side at 50 DDIM steps; genlab's three samplers and diffusers' DDIM on a common subset."""
-    ref = GaussianStats.of(clf.features(x_train))
+    ref = GaussianStats.of(features_of(extractor, x_train))
     models = {run.side.name: averaged(run) for run in runs}
-    out: dict[str, Any] = {"floor_fid": frechet_distance(GaussianStats.of(clf.features(x_val)), ref), "samplers": []}
+    floor = frechet_distance(GaussianStats.of(features_of(extractor, x_val)), ref)
+    out: dict[str, Any] = {"floor_fid": floor, "samplers": []}
     subset = min(args.sampler_samples, args.samples)
     real = x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(args.seed))[:subset]]
     blurred = F.avg_pool2d(real, 3, stride=1, padding=1, count_include_pad=False)  # a scale for the FIDs below
-    out["blur_fid"] = frechet_distance(GaussianStats.of(clf.features(blurred)), ref)
+    out["blur_fid"] = frechet_distance(GaussianStats.of(features_of(extractor, blurred)), ref)
     print(f"sampling {args.samples} images from each side (50 DDIM steps) ...", flush=True)
     ddim = {run.side.name: partial(run.side.sample, models[run.side.name], num_steps=50) for run in runs}
     for name, (images, seconds) in draw(ddim, args.samples, seed=args.seed).items():
-        feats = clf.features(images)
+        feats = features_of(extractor, images)
         out[name] = dict(zip(("fid", "fid_sd"), fid_with_sd(feats, ref, seed=args.seed), strict=True))
         out[name]["sample_s"] = seconds
         out["samplers"].append({"model": name, "sampler": "ddim", "steps": 50, "images_per_s": args.samples / seconds,
@@ -535,7 +503,8 @@ def quality(runs: list[Run], clf: Classifier, x_train: Tensor, x_val: Tensor, ar
     fast = {sampler: partial(models["genlab"].sample, sampler=sampler, num_steps=k) for sampler, k in steps.items()}
     for sampler, (images, seconds) in draw(fast, subset, seed=args.seed).items():
         out["samplers"].append({"model": "genlab", "sampler": sampler, "steps": steps[sampler],
-                                "images_per_s": subset / seconds, "fid_features": clf.features(images)})  # fmt: skip
+                                "images_per_s": subset / seconds,
+                                "fid_features": features_of(extractor, images)})  # fmt: skip
     for row in out["samplers"]:
         row["fid"], row["fid_sd"] = fid_with_sd(row.pop("fid_features"), ref, seed=args.seed)
     out["samplers"].sort(key=lambda s: (s["model"] != "genlab", s["steps"]))
@@ -585,7 +554,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     vae.warm_up_torch()
     load_start, revision, cfg = loadavg(), genlab_revision(), registry.recipe(RECIPE).train
-    x_train, y_train, x_val, y_val = load_split(cfg)
+    x_train, x_val = load_split(cfg)
     sides = [genlab_side(), diffusers_side()]
     r: dict[str, Any] = {"sides": {s.name: {"parameters": parameters(s.build())} for s in sides}, "others_cpu_s": {}}
     counts = ", ".join(f"{name} {side['parameters']:,}" for name, side in r["sides"].items())
@@ -609,9 +578,8 @@ def main() -> None:
         print("profiling both sides ...", flush=True)
         r["profile"] = top_ops(sides, x_train, cfg, seed=args.seed)
 
-    print(f"training the FID classifier ({args.classifier_epochs} epochs) ...", flush=True)
-    clf = train_classifier(x_train, y_train, epochs=args.classifier_epochs, seed=args.seed)
-    r["classifier_accuracy"] = float((clf(x_val).argmax(1) == y_val).float().mean())
+    extractor = load_extractor("domain", dataset="mnist")
+    r["extractor"] = extractor.describe()
 
     print(f"training both sides, interleaved, {args.minutes:g} min of loop time each ...", flush=True)
     runs = [new_run(s, cfg, seed=args.seed) for s in sides]
@@ -621,7 +589,7 @@ def main() -> None:
     for run in runs:
         r["sides"][run.side.name] |= {"steps": run.steps, "loop_s": run.loop_s, "cpu_s": run.cpu_s,
                                       "final_loss": statistics.fmean(run.losses[-100:])}  # fmt: skip
-    q = quality(runs, clf, x_train, x_val, args)
+    q = quality(runs, extractor, x_train, x_val, args)
     for s in sides:
         r["sides"][s.name] |= q.pop(s.name)
     r |= q | {
@@ -631,7 +599,7 @@ def main() -> None:
         "threads": args.threads, "minutes": args.minutes, "samples": args.samples,
         "sampler_samples": min(args.sampler_samples, args.samples),
         "timed_steps": args.timed_steps, "sample_repeats": args.sample_repeats, "seed": args.seed,
-        "classifier_epochs": args.classifier_epochs, "batch_size": cfg.batch_size, "ema_decay": cfg.ema_decay,
+        "batch_size": cfg.batch_size, "ema_decay": cfg.ema_decay,
         "grad_clip": cfg.grad_clip, "train_images": len(x_train), "val_images": len(x_val),
         "train_step_s": train_t, "sample_call_s": sample_t,
     }  # fmt: skip

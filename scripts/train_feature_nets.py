@@ -21,7 +21,7 @@ import genlab
 from genlab.data.datasets import load_images
 from genlab.metrics.features import classifier_accuracy, domain_weights_path, save_domain_net, train_classifier
 
-EPOCHS = {"digits": 60, "mnist": 15, "fashion-mnist": 3}
+EPOCHS = {"digits": 60, "mnist": 15, "fashion-mnist": 8}
 SEED = 0
 
 

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from genlab.config import check
 from genlab.data.datasets import ImageData, load_images
-from genlab.errors import ConfigError, DataError
+from genlab.errors import ConfigError, DataError, unknown
 from genlab.io import write_json
 from genlab.metrics import image as im
 from genlab.metrics.features import Extractor, load_extractor, real_features
@@ -56,6 +57,14 @@ class EvalOptions:
     device: str = "cpu"
     batch_size: int = 250
 
+    def __post_init__(self) -> None:
+        check(self.n is None or self.n >= 2, f"n={self.n} must be at least 2 samples.")
+        check(self.extractor in ("domain", "inception"), f"unknown extractor {self.extractor!r}; use domain|inception.")
+        for name in ("bootstrap", "tstr_steps"):
+            check(getattr(self, name) >= 0, f"{name}={getattr(self, name)} must be ≥ 0.")
+        for name in ("kid_subsets", "kid_subset_size", "max_new_tokens", "likelihood_images", "batch_size"):
+            check(getattr(self, name) >= 1, f"{name}={getattr(self, name)} must be at least 1.")
+
 
 def _metric_list(requested: Sequence[str] | None, available: Sequence[str], default: Sequence[str],
                  kind: str) -> tuple[str, ...]:  # fmt: skip
@@ -64,8 +73,6 @@ def _metric_list(requested: Sequence[str] | None, available: Sequence[str], defa
     names = tuple(aliases.get(n, n) for n in names)
     bad = [n for n in names if n not in available]
     if bad:
-        from genlab.errors import unknown
-
         raise unknown("metric", bad[0], available, hint=f"(for {kind} models)")
     return names
 
@@ -79,6 +86,7 @@ def _base(kind: str, options: EvalOptions, **fields: Any) -> dict[str, Any]:
         "kind": kind,
         "seed": options.seed,
         **fields,
+        "options": dataclasses.asdict(options),
         "metrics": {},
     }
 

@@ -42,6 +42,15 @@ def test_fid_with_too_few_samples_is_refused_unless_allowed(vae_run):
     assert result["metrics"]["fid"]["value"] > 0
 
 
+def test_bad_options_are_refused_before_any_work():
+    with pytest.raises(ConfigError, match="unknown extractor 'clip'"):
+        EvalOptions(extractor="clip")
+    with pytest.raises(ConfigError, match="n=1 must be at least 2"):
+        EvalOptions(n=1)
+    with pytest.raises(ConfigError, match="kid_subsets=0 must be at least 1"):
+        EvalOptions(kid_subsets=0)
+
+
 def test_unknown_metric_and_metrics_of_the_other_modality(vae_run):
     with pytest.raises(UnknownNameError, match=r"unknown metric 'fdi'\. Did you mean 'fid'"):
         evaluate_run(vae_run, EvalOptions(metrics=("fdi",)), write=False)
