@@ -113,11 +113,12 @@ def cell(entry: dict[str, Any] | None) -> str:
 
 def section(args: argparse.Namespace, results: dict[str, Any]) -> str:
     lines = [SECTION, "",
-             f"`{vae.command_line()}` ({datetime.date.today().isoformat()}; "
-             f"{vae.machine_note(torch.get_num_threads())}).",
+             " then ".join(f"`{c}`" for c in results["commands"])
+             + f" ({datetime.date.today().isoformat()}; {vae.machine_note(torch.get_num_threads())}).",
              "", "Images: n generated samples against the training split of the recipe's data, in the features of "
-             "the shipped domain network (`domain:mnist`: 128-d, validation accuracy in its card). FID with its "
-             "95 % bootstrap interval; KID ± std is over 100 subsets of 1,000; precision/recall k = 3, "
+             "the shipped domain network (`domain:mnist`: 128-d, validation accuracy in its card). FID with a 95 % "
+             "bootstrap interval over the samples (bias-corrected); KID ± std is over 100 subsets of 1,000; "
+             "precision/recall k = 3, "
              "density/coverage k = 5; memorisation = share of samples whose nearest training image is < 1/3 the "
              "distance of the second nearest; TSTR = accuracy on real validation images of a classifier trained "
              "on 10,000 samples (real-only accuracy and the gain from adding the samples in the notes). "
@@ -172,7 +173,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (2)")
     p.add_argument("--results", type=Path, default=vae.RESULTS, help="Markdown file to update (RESULTS.md)")
     p.add_argument("--no-write", action="store_true", help="print the section, leave RESULTS.md alone")
-    p.add_argument("--merge", action="store_true", help="keep the other rows of results/recipes.json")
+    p.add_argument(
+        "--merge", action="store_true", help="keep the rows and metrics of results/recipes.json that are not scored now"
+    )
+    p.add_argument("--metrics", help="comma-separated subset of the metrics (with --merge: update only these)")
     return p.parse_args()
 
 
@@ -181,7 +185,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     given = {k: Path(v) for k, v in (item.split("=", 1) for item in args.run)}
     wanted = args.recipes.split(",") if args.recipes else [*IMAGE_RECIPES, *TEXT_RECIPES]
-    results: dict[str, Any] = {"rows": [], "notes": {}}
+    results: dict[str, Any] = {"rows": [], "notes": {}, "commands": [vae.command_line()]}
     for recipe in wanted:
         path, note = run_for(recipe, given, args.runs_root)
         results["notes"][recipe] = note
@@ -194,6 +198,8 @@ def main() -> None:
         model_config = read_run_config(path)["model"]
         if not text and model_config.get("num_classes", 0) > 0:
             names += ("tstr",)
+        if args.metrics:
+            names = tuple(n for n in names if n in args.metrics.split(","))
         options = EvalOptions(metrics=names, n=args.texts if text else args.n, seed=0, max_new_tokens=200)
         start = time.perf_counter()
         print(f"scoring {recipe} ({path})", flush=True)
@@ -207,13 +213,20 @@ def main() -> None:
         if any(r in TEXT_RECIPES and registry.recipe(r).dataset == spec for r in wanted):
             results["rows"].append({"name": f"real validation ({spec})", "kind": "text",
                                     **text_baseline(spec, 200, args.texts, 0)})  # fmt: skip
-    if args.merge and JSON_OUT.exists():  # rows and notes of recipes not scored now are kept
+    if args.merge and JSON_OUT.exists():  # rows, metrics and notes not scored now are kept
         old = json.loads(JSON_OUT.read_text())
-        scored = {r["name"] for r in results["rows"]}
-        results["rows"] = [r for r in old["rows"] if r["name"] not in scored] + results["rows"]
-        results["notes"] = {**old["notes"], **results["notes"]}
+        new = {r["name"]: r for r in results["rows"]}
+        for row in old["rows"]:
+            if row["name"] in new:
+                new[row["name"]]["metrics"] = {**row["metrics"], **new[row["name"]]["metrics"]}
+        results["rows"] = [r for r in old["rows"] if r["name"] not in new] + list(new.values())
+        notes = {**old["notes"], **results["notes"]}
+        for k in set(old["notes"]) & set(results["notes"]):
+            notes[k] = f"{old['notes'][k]}; then {results['notes'][k]} ({args.metrics or 'all metrics'})"
+        results["notes"] = notes
         order = {name: i for i, name in enumerate([*IMAGE_RECIPES, *TEXT_RECIPES])}
         results["rows"].sort(key=lambda r: (r["kind"], order.get(r["name"], len(order))))
+        results["commands"] = [*old.get("commands", []), *results["commands"]]
     text = section(args, results)
     print("\n" + text)
     if not args.no_write:

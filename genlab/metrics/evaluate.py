@@ -119,8 +119,7 @@ def score_images(samples: np.ndarray, labels: np.ndarray | None, train: ImageDat
                 entry: dict[str, Any] = {"value": value}
                 if options.bootstrap > 0:
                     say(f"FID bootstrap ({options.bootstrap} resamples)")
-                    low, high = im.bootstrap_fid(real.features.astype(np.float64), fake.astype(np.float64),
-                                                 resamples=options.bootstrap, seed=options.seed)  # fmt: skip
+                    low, high = im.bootstrap_fid(real.stats, fake, resamples=options.bootstrap, seed=options.seed)
                     entry.update(ci95=[low, high], bootstrap=options.bootstrap)
             out["fid"] = entry
         if "kid" in names:
@@ -128,8 +127,8 @@ def score_images(samples: np.ndarray, labels: np.ndarray | None, train: ImageDat
                        seed=options.seed)  # fmt: skip
             out["kid"] = {"value": k.mean, "std": k.std, "subsets": k.subsets, "subset_size": k.subset_size}
         if "is" in names:
-            mean, std = im.inception_score(fake_logits, splits=10 if len(fake) >= 10 else 1)
-            real_is, _ = im.inception_score(real.logits, splits=10 if len(real.logits) >= 10 else 1)
+            mean, std = im.inception_score(fake_logits, splits=10 if len(fake) >= 10 else 1, seed=options.seed)
+            real_is, _ = im.inception_score(real.logits, splits=10 if len(real.logits) >= 10 else 1, seed=options.seed)
             out["inception_score"] = {"value": mean, "std": std, "splits": 10, "real_data_value": real_is,
                                       "classes": extractor.num_classes}  # fmt: skip
         if "precision_recall" in names:

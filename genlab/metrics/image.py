@@ -245,9 +245,16 @@ def kid(features_a: Any, features_b: Any, *, subsets: int = 100, subset_size: in
 
 
 # --- inception score ----------------------------------------------------------------------------
-def inception_score(logits: Any, *, splits: int = 10) -> tuple[float, float]:
-    """Mean and std over ``splits`` of exp E_x KL(p(y|x) ‖ p(y)), from classifier logits (N, K)."""
+def inception_score(logits: Any, *, splits: int = 10, seed: int | None = 0) -> tuple[float, float]:
+    """Mean and std over ``splits`` of exp E_x KL(p(y|x) ‖ p(y)), from classifier logits (N, K).
+
+    The rows are shuffled (seeded; ``seed=None`` keeps their order) before they are split, as
+    torchmetrics does: data stored class by class would otherwise give each split one class and a
+    score near 1.
+    """
     x = as_features(logits, "logits")
+    if seed is not None:
+        x = x[np.random.default_rng(seed).permutation(len(x))]
     if splits < 1 or len(x) < splits:
         raise DataError(f"the Inception Score needs at least {max(splits, 1)} samples for {splits} splits; "
                         f"got {len(x)}.")  # fmt: skip
@@ -323,18 +330,24 @@ def density_coverage(real: Any, fake: Any, *, k: int = 5) -> tuple[float, float]
 
 
 # --- uncertainty ------------------------------------------------------------------------------
-def bootstrap_fid(real: np.ndarray, fake: np.ndarray, *, resamples: int, seed: int,
+def bootstrap_fid(real: GaussianStats | Any, fake: Any, *, resamples: int, seed: int,
                   level: float = 0.95) -> tuple[float, float]:  # fmt: skip
-    """Percentile bootstrap interval of FID, resampling both sets with replacement."""
+    """A bootstrap interval of FID over the generated samples, the real statistics held fixed.
+
+    Resampling with replacement repeats points, which shrinks the spread of a resample and so
+    inflates its FID: the percentile interval of the resamples sits above the estimate. It is
+    shifted down by that bias (mean of the resamples − the estimate; the bias-corrected percentile
+    interval of Efron & Tibshirani 1993, §10.6) and clipped at 0.
+    """
+    reference = real if isinstance(real, GaussianStats) else GaussianStats.of(real)
+    x = as_features(fake, "fake features")
+    estimate = frechet_distance(reference, GaussianStats.of(x))
     rng = np.random.default_rng(seed)
-    values = [
-        frechet_distance(GaussianStats.of(real[rng.integers(0, len(real), len(real))]),
-                         GaussianStats.of(fake[rng.integers(0, len(fake), len(fake))]))
-        for _ in range(resamples)
-    ]  # fmt: skip
+    values = np.array([frechet_distance(reference, GaussianStats.of(x[rng.integers(0, len(x), len(x))]))
+                       for _ in range(resamples)])  # fmt: skip
     tail = (1 - level) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    low, high = np.percentile(values, [tail, 100 - tail]) - (values.mean() - estimate)
+    return float(max(low, 0.0)), float(max(high, 0.0))
 
 
 __all__ = [

@@ -126,7 +126,7 @@ def test_inception_score_agrees_with_torchmetrics_and_bounds():
     reference = float(metric.compute()[0])
     assert im.inception_score(logits, splits=1)[0] == pytest.approx(reference, rel=1e-6)
     confident = np.eye(10)[np.arange(500) % 10] * 50  # sure of each class, all classes equally: IS = K
-    assert im.inception_score(confident, splits=5)[0] == pytest.approx(10.0, rel=1e-6)
+    assert im.inception_score(confident, splits=5, seed=None)[0] == pytest.approx(10.0, rel=1e-6)
     assert im.inception_score(np.zeros((100, 10)))[0] == pytest.approx(1.0)
 
 
@@ -155,7 +155,15 @@ def test_bad_features_get_one_line_errors():
         im.kid(a[0], b)
 
 
-def test_bootstrap_interval_contains_the_estimate():
+def test_bootstrap_interval_is_bias_corrected_and_contains_the_estimate():
     a, b = _sets(n=400, dim=8)
     low, high = im.bootstrap_fid(a, b, resamples=30, seed=0)
     assert low < im.fid(a, b) < high
+    same = im.bootstrap_fid(a[:200], a[200:], resamples=30, seed=0)  # one distribution: FID near 0
+    assert same[0] <= im.fid(a[:200], a[200:]) <= same[1]
+
+
+def test_inception_score_shuffles_data_stored_class_by_class():
+    sorted_logits = np.repeat(np.eye(10) * 50, 50, axis=0)  # 50 confident images of class 0, then of 1, …
+    assert im.inception_score(sorted_logits, splits=10)[0] > 9.0  # ≈ 10, less the imbalance of 50 random draws
+    assert im.inception_score(sorted_logits, splits=10, seed=None)[0] == pytest.approx(1.0)
