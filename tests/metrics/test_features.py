@@ -83,7 +83,8 @@ def test_shipped_domain_networks_match_their_cards(dataset):
     assert card["dataset_sha256"] == data.content_hash()
     _, val = data.split(val_fraction=0.1, seed=0)
     accuracy = ft.classifier_accuracy(extractor.network, val.images, val.labels)
-    assert accuracy == pytest.approx(card["val_accuracy"], abs=1e-4)
+    # another CPU's float rounding may flip a borderline image or two
+    assert accuracy == pytest.approx(card["val_accuracy"], abs=3 / len(val) + 1e-4)
     assert accuracy > 0.9
 
 
