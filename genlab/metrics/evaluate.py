@@ -111,7 +111,7 @@ def score_images(samples: np.ndarray, labels: np.ndarray | None, train: ImageDat
             if n_min < dim and not options.allow_few:
                 raise DataError(
                     f"FID from {n_min} samples of {dim}-dimensional {extractor.name} features is dominated by bias; "
-                    f"use --n {max(dim, 10 * dim)} or more (at least {dim}), or pass --allow-few-samples."
+                    f"use --n {10 * dim} or more (at least {dim}), or pass --allow-few-samples."
                 )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", im.SampleSizeWarning)  # refused or allowed above
@@ -127,9 +127,10 @@ def score_images(samples: np.ndarray, labels: np.ndarray | None, train: ImageDat
                        seed=options.seed)  # fmt: skip
             out["kid"] = {"value": k.mean, "std": k.std, "subsets": k.subsets, "subset_size": k.subset_size}
         if "is" in names:
-            mean, std = im.inception_score(fake_logits, splits=10 if len(fake) >= 10 else 1, seed=options.seed)
-            real_is, _ = im.inception_score(real.logits, splits=10 if len(real.logits) >= 10 else 1, seed=options.seed)
-            out["inception_score"] = {"value": mean, "std": std, "splits": 10, "real_data_value": real_is,
+            splits = 10 if min(len(fake), len(real.logits)) >= 10 else 1
+            mean, std = im.inception_score(fake_logits, splits=splits, seed=options.seed)
+            real_is, _ = im.inception_score(real.logits, splits=splits, seed=options.seed)
+            out["inception_score"] = {"value": mean, "std": std, "splits": splits, "real_data_value": real_is,
                                       "classes": extractor.num_classes}  # fmt: skip
         if "precision_recall" in names:
             p, r = im.precision_recall(real.features, fake, k=3)
