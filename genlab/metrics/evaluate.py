@@ -119,7 +119,8 @@ def score_images(samples: np.ndarray, labels: np.ndarray | None, train: ImageDat
                 entry: dict[str, Any] = {"value": value}
                 if options.bootstrap > 0:
                     say(f"FID bootstrap ({options.bootstrap} resamples)")
-                    low, high = im.bootstrap_fid(real.stats, fake, resamples=options.bootstrap, seed=options.seed)
+                    low, high = im.bootstrap_fid(real.stats, fake, resamples=options.bootstrap, seed=options.seed,
+                                                 estimate=value)  # fmt: skip
                     entry.update(ci95=[low, high], bootstrap=options.bootstrap)
             out["fid"] = entry
         if "kid" in names:

@@ -268,7 +268,8 @@ def inception_score(logits: Any, *, splits: int = 10, seed: int | None = 0) -> t
 
 
 # --- k-NN manifold metrics ----------------------------------------------------------------------
-def _pairwise_apply(x: np.ndarray, y: np.ndarray, fn: Callable[[torch.Tensor, slice], None], chunk: int = 2048) -> None:
+def apply_pairwise_distances(x: np.ndarray, y: np.ndarray, fn: Callable[[torch.Tensor, slice], None], *,
+                             chunk: int = 2048) -> None:  # fmt: skip
     """Call ``fn(distances, rows)`` on chunks of the Euclidean distance matrix between x and y (float64)."""
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
     sq_y = (ty * ty).sum(1)
@@ -288,7 +289,7 @@ def knn_radii(features: np.ndarray, k: int) -> np.ndarray:
     def take(d: torch.Tensor, rows: slice) -> None:  # the 0-th neighbour is the point itself
         radii[rows] = torch.kthvalue(d, k + 1, dim=1).values.numpy()
 
-    _pairwise_apply(features, features, take)
+    apply_pairwise_distances(features, features, take)
     return radii
 
 
@@ -300,7 +301,7 @@ def _within(points: np.ndarray, centres: np.ndarray, radii: np.ndarray, *, close
     def take(d: torch.Tensor, rows: slice) -> None:
         counts[rows] = (d <= tr if closed else d < tr).sum(1).numpy()
 
-    _pairwise_apply(points, centres, take)
+    apply_pairwise_distances(points, centres, take)
     return counts
 
 
@@ -324,24 +325,26 @@ def density_coverage(real: Any, fake: Any, *, k: int = 5) -> tuple[float, float]
     def take(d: torch.Tensor, rows: slice) -> None:
         nearest_fake[rows] = d.min(dim=1).values.numpy()
 
-    _pairwise_apply(r, f, take)
+    apply_pairwise_distances(r, f, take)
     coverage = float((nearest_fake < radii).mean())
     return density, coverage
 
 
 # --- uncertainty ------------------------------------------------------------------------------
-def bootstrap_fid(real: GaussianStats | Any, fake: Any, *, resamples: int, seed: int,
-                  level: float = 0.95) -> tuple[float, float]:  # fmt: skip
+def bootstrap_fid(real: GaussianStats | Any, fake: Any, *, resamples: int, seed: int, level: float = 0.95,
+                  estimate: float | None = None) -> tuple[float, float]:  # fmt: skip
     """A bootstrap interval of FID over the generated samples, the real statistics held fixed.
 
     Resampling with replacement repeats points, which shrinks the spread of a resample and so
     inflates its FID: the percentile interval of the resamples sits above the estimate. It is
     shifted down by that bias (mean of the resamples − the estimate; the bias-corrected percentile
-    interval of Efron & Tibshirani 1993, §10.6) and clipped at 0.
+    interval of Efron & Tibshirani 1993, §10.6) and clipped at 0. ``estimate``: the FID of the full
+    sets when the caller has it already.
     """
     reference = real if isinstance(real, GaussianStats) else GaussianStats.of(real)
     x = as_features(fake, "fake features")
-    estimate = frechet_distance(reference, GaussianStats.of(x))
+    if estimate is None:
+        estimate = frechet_distance(reference, GaussianStats.of(x))
     rng = np.random.default_rng(seed)
     values = np.array([frechet_distance(reference, GaussianStats.of(x[rng.integers(0, len(x), len(x))]))
                        for _ in range(resamples)])  # fmt: skip
@@ -357,6 +360,7 @@ __all__ = [
     "KIDResult",
     "RunningStats",
     "SampleSizeWarning",
+    "apply_pairwise_distances",
     "as_features",
     "bootstrap_fid",
     "density_coverage",

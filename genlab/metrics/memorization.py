@@ -19,23 +19,21 @@ import torch
 
 from genlab.data.images import save_grid
 from genlab.errors import DataError
-from genlab.metrics.image import as_features, knn_radii
+from genlab.metrics.image import apply_pairwise_distances, as_features, knn_radii
 
 
 def nearest_two(queries: np.ndarray, reference: np.ndarray, *, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Indices (N, 2) and distances (N, 2) of each query's two nearest reference points (float64)."""
     if len(reference) < 2:
         raise DataError(f"the memorisation audit needs at least 2 training examples; got {len(reference)}.")
-    tq, tr = torch.from_numpy(queries), torch.from_numpy(reference)
-    sq_r = (tr * tr).sum(1)
     index = np.empty((len(queries), 2), dtype=np.int64)
     dist = np.empty((len(queries), 2))
-    for start in range(0, len(queries), chunk):
-        block = tq[start : start + chunk]
-        d2 = (block * block).sum(1, keepdim=True) - 2 * block @ tr.T + sq_r
-        values, idx = torch.topk(d2, 2, dim=1, largest=False)
-        index[start : start + chunk] = idx.numpy()
-        dist[start : start + chunk] = values.clamp(min=0).sqrt().numpy()
+
+    def take(d: torch.Tensor, rows: slice) -> None:
+        values, idx = torch.topk(d, 2, dim=1, largest=False)
+        index[rows], dist[rows] = idx.numpy(), values.numpy()
+
+    apply_pairwise_distances(queries, reference, take, chunk=chunk)
     return index, dist
 
 
