@@ -225,6 +225,12 @@ def build_model(record: dict[str, Any]) -> nn.Module:
     return fam.model_class(config)
 
 
+def weights_path(run_dir: Path, *, use_ema: bool = True) -> Path:
+    """The weights file a trained run is loaded from: the EMA weights when kept (and wanted)."""
+    path = run_dir / "ema.safetensors"
+    return path if use_ema and path.exists() else run_dir / "model.safetensors"
+
+
 def load_model(run_dir: str | Path, *, device: str | torch.device = "cpu", use_ema: bool = True) -> nn.Module:
     """Load a trained model from a run directory, in eval mode on ``device``.
 
@@ -233,9 +239,7 @@ def load_model(run_dir: str | Path, *, device: str | torch.device = "cpu", use_e
     run_dir = Path(run_dir)
     record = read_run_config(run_dir)
     model = build_model(record)
-    path = run_dir / "ema.safetensors"
-    if not (use_ema and path.exists()):
-        path = run_dir / "model.safetensors"
+    path = weights_path(run_dir, use_ema=use_ema)
     load_state_into(model, load_tensors(path), path)
     model.run_record = record  # provenance: data shape/range, recipe, training config
     if getattr(model, "modality", "image") == "tokens":

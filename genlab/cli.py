@@ -218,6 +218,16 @@ def generate(
         Optional[Path], typer.Option("--out", help="Also write FILE.txt / FILE.jsonl, or FILE.mid for music.")
     ] = None,
     device: Device = "cpu",
+    rag: Annotated[
+        Optional[str], typer.Option(help="Condition on passages of this collection (`genlab rag add`).")
+    ] = None,
+    rag_k: Annotated[int, typer.Option(help="With --rag: passages to retrieve.")] = 3,
+    db: Annotated[
+        Optional[str], typer.Option(help="Store database for --rag/--store (default: $GENLAB_DB, else ./genlab.db).")
+    ] = None,
+    record: Annotated[
+        Optional[bool], typer.Option("--store/--no-store", help="Record the generations (default: with --rag).")
+    ] = None,
 ) -> None:
     """Continue a text prompt with a language model (GPT, LSTM), or write music as MIDI."""
     model = api.load(run_dir, device=device)
@@ -226,7 +236,10 @@ def generate(
     options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                    repetition_penalty=repetition_penalty, num_beams=beam, stop=stop or (), seed=seed)  # fmt: skip
     kind = "music" if music else "text"
-    if stream:
+    if rag is not None or record:
+        full = _generate_with_store(model, run_dir, prompts, options, n=n, kind=kind, collection=rag, k=rag_k, db=db,
+                                    stream=stream, record=record)  # fmt: skip
+    elif stream:
         text = ""
         if prompts[0] and not music:
             out.print(prompts[0], end="", highlight=False, markup=False)
@@ -416,6 +429,274 @@ def _format_metric(name: str, entry: dict) -> tuple[str, str]:
     }  # fmt: skip
     extra = details[name](entry) if name in details else ""
     return shown, extra
+
+
+data_app = typer.Typer(help="Prepare training data: deduplicate.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("dedup")
+def data_dedup(
+    path: Annotated[str, typer.Argument(help="Dataset name or path: folder of images, .npy/.npz, .txt, .jsonl.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write the kept items (.npz, .txt or .jsonl).")],
+    threshold: Annotated[float, typer.Option(help="Text: Jaccard similarity (MinHash) of a near duplicate.")] = 0.8,
+    image_threshold: Annotated[float, typer.Option(help="Images: cosine similarity of a near duplicate.")] = 0.98,
+    num_perm: Annotated[int, typer.Option(help="Text: MinHash permutations.")] = 128,
+    seed: Annotated[int, typer.Option(help="Text: MinHash seed.")] = 0,
+    unit: Annotated[str, typer.Option(help="Items of a .txt file: line | paragraph.")] = "line",
+    field: Annotated[str, typer.Option(help="The text field of .jsonl records.")] = "text",
+    embedding: Annotated[str, typer.Option(help="Images: pixels | domain (the shipped feature network).")] = "pixels",
+    exact_only: Annotated[bool, typer.Option("--exact-only", help="Remove exact duplicates only.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Remove exact and near-duplicate items; writes the kept items and OUT.dedup.json (what went, and why)."""
+    from genlab.data.dedup import DedupOptions, dedup_file
+
+    options = DedupOptions(threshold=threshold, image_threshold=image_threshold, num_perm=num_perm, seed=seed,
+                           unit=unit, text_field=field, exact_only=exact_only, embedding=embedding)  # fmt: skip
+    result = dedup_file(path, out_file, options=options)
+    report = result.report
+    if as_json:
+        print(json.dumps({k: v for k, v in report.items() if k != "removed"}, indent=2))
+        return
+    counts, near = report["counts"], report["method"].get("near")
+    table = Table("", "items", title=f"{path}: {report['input']['unit']} items", show_header=False)
+    for key, label in (("input", "input"), ("exact_removed", "exact duplicates removed"),
+                       ("near_removed", "near duplicates removed"), ("kept", "kept")):  # fmt: skip
+        table.add_row(label, f"{counts[key]:,}")
+    if near is None:
+        table.add_row("near duplicates", "not searched (--exact-only)")
+    elif near["kind"] == "cosine":
+        table.add_row("near duplicates", f"cosine >= {near['threshold']:g} ({near['embedding']} embedding)")
+    else:
+        table.add_row("near duplicates", f"MinHash Jaccard >= {near['threshold']:g} ({near['num_perm']} permutations)")
+    out.print(table)
+    out.print(f"wrote {result.data_path} and the report {result.report_path}")
+
+
+# --- the store and the service ---------------------------------------------------------------
+Db = Annotated[Optional[str], typer.Option("--db", help="Store database: a SQLite path or SQLAlchemy URL "
+                                           "(default: $GENLAB_DB, else ./genlab.db).")]  # fmt: skip
+
+
+def _store(db: str | None, *, embed: bool = True):
+    from genlab.store import Store
+
+    return Store.open(db, embed=embed)
+
+
+@app.command()
+def register(
+    run_dir: RunDir,
+    name: Annotated[str, typer.Option(help="The name the service will serve it under.")],
+    version: Annotated[Optional[str], typer.Option(help="Default: the next integer for this name.")] = None,
+    db: Db = None,
+) -> None:
+    """Add a trained run to the store's model registry (idempotent for the same weights)."""
+    with _store(db, embed=False) as store:
+        model = store.register_model(run_dir, name, version=version)
+    out.print(f"registered {model.name}:{model.version} ({model.family}, {model.modality}) "
+              f"weights sha256 {model.weights_sha256[:12]}…")  # fmt: skip
+
+
+keys_app = typer.Typer(help="API keys of the service: create, list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@data_app.command("register")
+def data_register(
+    path: Annotated[Path, typer.Argument(help="A data file or folder.")],
+    name: Annotated[str, typer.Option(help="The dataset's name.")],
+    kind: Annotated[str, typer.Option(help="real | synthetic")] = "real",
+    model: Annotated[Optional[str], typer.Option(help="Synthetic data: the registered model that made it.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Synthetic data: the seed it was sampled with.")] = None,
+    db: Db = None,
+) -> None:
+    """Record a dataset in the store by the content hash of its files (its version)."""
+    with _store(db, embed=False) as store:
+        info = store.register_dataset(path, name, kind=kind, model=model, seed=seed)
+    out.print(f"{info.kind} dataset {info.name} version {info.version[:12]}… ({info.path})")
+
+
+@data_app.command("list")
+def data_list(kind: Annotated[Optional[str], typer.Option(help="real | synthetic")] = None, db: Db = None) -> None:
+    """The datasets recorded in the store; synthetic ones with the model and seed that made them."""
+    with _store(db, embed=False) as store:
+        rows = store.list_datasets(kind=kind)
+        models = {m.id: f"{m.name}:{m.version}" for m in store.list_models()}
+    table = Table("name", "version", "kind", "made by", "seed", "path")
+    for d in rows:
+        table.add_row(d.name, d.version[:12], d.kind, models.get(d.model_id, ""), "" if d.seed is None else str(d.seed),
+                      d.path)  # fmt: skip
+    out.print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin | editor | viewer")],
+    user: Annotated[str, typer.Option(help="The user the key acts as.")] = "default",
+    db: Db = None,
+) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    with _store(db, embed=False) as store:
+        record, key = store.create_key(role=role, user_id=user)
+    err.print(f"{record.role} key for {record.user_id} (id {record.id}); it is shown only now:")
+    out.print(key, highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(db: Db = None) -> None:
+    """The keys, by prefix (never the keys themselves)."""
+    with _store(db, embed=False) as store:
+        keys = store.list_keys()
+    table = Table("id", "prefix", "user", "role", "created", "revoked")
+    for k in keys:
+        table.add_row(str(k.id), k.prefix, k.user_id, k.role, f"{k.created_at:%Y-%m-%d %H:%M}",
+                      f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")  # fmt: skip
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix (from `genlab keys list`).")],
+                db: Db = None) -> None:  # fmt: skip
+    """Revoke a key: it stops working at once."""
+    with _store(db, embed=False) as store:
+        record = store.revoke_key(prefix)
+    out.print(f"revoked {record.prefix} ({record.role}, {record.user_id})")
+
+
+@keys_app.command("fernet")
+def keys_fernet() -> None:
+    """Print a new key for encrypting sensitive prompts; export it as GENLAB_FERNET_KEY."""
+    from genlab.store.privacy import PromptCipher
+
+    out.print(PromptCipher.new_key(), highlight=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    db: Db = None,
+    device: Device = "auto",
+    max_n: Annotated[int, typer.Option(help="Most outputs per request.")] = 16,
+    rate: Annotated[float, typer.Option(help="Requests per minute per key (sustained).")] = 600.0,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the registered models over HTTP: the API under /v1, a web page at /, docs at /docs."""
+    import uvicorn
+
+    from genlab.service.app import create_app
+    from genlab.service.engine import Limits
+    store = _store(db)
+    if not store.list_keys():
+        err.print("[yellow]no API keys yet:[/yellow] create one with `genlab keys create --role admin`.")
+    app_ = create_app(store, limits=Limits(max_n=max_n, rate_per_minute=rate), device=device)
+    err.print(f"serving {len(store.list_models())} model(s) from {store.url} on http://{host}:{port}/")
+    try:
+        uvicorn.run(app_, host=host, port=port, log_level=log_level)
+    finally:
+        store.close()
+
+
+# --- retrieval-augmented generation ----------------------------------------------------------
+rag_app = typer.Typer(help="Passages for retrieval-augmented generation (`genlab generate --rag`): "
+                           "add, list, search, delete.", no_args_is_help=True)  # fmt: skip
+app.add_typer(rag_app, name="rag")
+RagDb = Annotated[Optional[str], typer.Option("--db", help="Store database: a SQLite path or SQLAlchemy URL "
+                                              "(default: $GENLAB_DB, else ./genlab.db).")]  # fmt: skip
+
+
+@rag_app.command("add")
+def rag_add(
+    collection: Annotated[str, typer.Argument(help="Collection name (made if new).")],
+    files: Annotated[list[Path], typer.Argument(help=".txt or .md files, or folders of them.")],
+    chunk_chars: Annotated[int, typer.Option(help="Most characters per passage.")] = 800,
+    overlap: Annotated[int, typer.Option(help="Characters carried over when a long paragraph is split.")] = 100,
+    db: RagDb = None,
+) -> None:
+    """Split text files into passages and add the new ones (with their embeddings) to a collection."""
+    from genlab.store import Store, rag
+
+    with Store.open(db) as store:
+        counts = rag.add_documents(store, collection, files, chunk_chars=chunk_chars, overlap=overlap)
+    total = counts["passages"]
+    out.print(f"{collection}: added {counts['added']} of {total} passage{'s' if total != 1 else ''} "
+              f"({counts['skipped']} already there)")  # fmt: skip
+
+
+@rag_app.command("list")
+def rag_list(db: RagDb = None) -> None:
+    """The collections and how many passages each holds."""
+    from genlab.store import Store, rag
+
+    with Store.open(db) as store:
+        collections = rag.list_collections(store)
+    table = Table("collection", "passages", "created")
+    for c in collections:
+        table.add_row(c["name"], str(c["documents"]), f"{c['created_at']:%Y-%m-%d %H:%M}")
+    out.print(table)
+
+
+@rag_app.command("search")
+def rag_search(
+    collection: Annotated[str, typer.Argument(help="Collection name.")],
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("--k", help="Passages to show.")] = 3,
+    mode: Annotated[str, typer.Option(help="keyword | vector | hybrid")] = "hybrid",
+    db: RagDb = None,
+) -> None:
+    """Show the passages that `generate --rag` would retrieve for QUERY, best first."""
+    from genlab.store import Store, rag
+
+    with Store.open(db) as store:
+        passages = rag.retrieve(store, collection, query, k=k, mode=mode)
+    for i, doc in enumerate(passages, start=1):
+        out.print(f"{i}. {doc.source} (id {doc.id})", style="bold", highlight=False, markup=False)
+        out.print(doc.text, highlight=False, markup=False)
+    if not passages:
+        err.print(f"no passage of {collection} matches {query!r}", highlight=False, markup=False)
+
+
+@rag_app.command("delete")
+def rag_delete(collection: Annotated[str, typer.Argument(help="Collection name.")], db: RagDb = None) -> None:
+    """Remove a collection with its passages, embeddings and index."""
+    from genlab.store import Store, rag
+
+    with Store.open(db) as store:
+        count = rag.delete_collection(store, collection)
+    out.print(f"deleted {collection} ({count} passage{'s' if count != 1 else ''})")
+
+
+def _generate_with_store(model, run_dir: Path, prompts: list, options: dict, *, n: int, kind: str,
+                         collection: str | None, k: int, db: str | None, stream: bool,
+                         record: bool | None) -> list[str]:  # fmt: skip
+    """`generate --rag/--store`: each prompt's continuations (prompt included), recorded in the store."""
+    from genlab.store import Store, rag
+
+    if stream:
+        raise GenlabError("--stream prints one plain continuation; drop it with --rag or --store.")
+    record = record if record is not None else collection is not None
+    parameters = {key: value for key, value in options.items() if key != "seed"}
+    if collection is not None:
+        parameters.update(rag=collection, rag_k=k)
+    full = []
+    with Store.open(db) as store:
+        for prompt in prompts:
+            used = []
+            if collection is not None:
+                texts, used = rag.generate_with_rag(store, model, prompt, collection=collection, k=k, n=n, **options)
+                sources = ", ".join(doc.source for doc in used) or "no passage (none fit)"
+                err.print(f"{prompt!r}: conditioned on {sources}", style="dim", highlight=False, markup=False)
+            else:
+                texts = api.generate(model, [prompt], n=n, **options)
+            if record:
+                rows = rag.record_text_generations(store, run_dir, prompt, texts, passages=used, kind=kind,
+                                                   parameters=parameters, seed=options["seed"])  # fmt: skip
+                err.print(f"recorded generation {', '.join(str(g.id) for g in rows)} in {store.url}", style="dim",
+                          highlight=False, markup=False)  # fmt: skip
+            full += [sequences.join(prompt, t, kind=kind) for t in texts]
+    return full
 
 
 @app.command("eval")

@@ -47,3 +47,15 @@ def unknown(kind: str, name: str, choices: Iterable[str], hint: str = "") -> Unk
     tail = f" {hint}" if hint else ""
     plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
     return UnknownNameError(f"unknown {kind} {name!r}.{did_you_mean} Valid {plural}: {listing}.{tail}")
+
+
+class StoreError(GenlabError):
+    """The generation store could not be opened, migrated or written (a bad URL, a newer schema, a failed write)."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """A model, generation, collection or key that the store does not hold."""
+
+
+class AccessError(StoreError, PermissionError):
+    """A missing or revoked API key, or a role that may not do what was asked."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +13,24 @@ import torch
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("GENLAB_CACHE", os.path.join(tempfile.gettempdir(), "genlab-test-cache"))
 torch.set_num_threads(1)  # reproducible and fast on the 2-core CI machine
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``genlab ARGS`` in-process through the real entry point → (exit code, stdout, stderr)."""
+    from genlab.cli import main
+
+    def run(*args: str | Path) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["genlab", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -4,31 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
-
-from genlab.cli import main
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run ``genlab ARGS`` in-process through the real entry point → (exit code, stdout, stderr)."""
-
-    def run(*args: str | Path) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["genlab", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> None:
@@ -209,3 +188,83 @@ def test_score_names_the_files_of_a_folder(cli, tmp_path, ae_run):
     rows = (tmp_path / "s.csv").read_text().splitlines()
     assert rows[0] == "index,name,score" and [r.split(",")[1] for r in rows[1:]] == ["0.png", "1.png", "2.png"]
     assert "0.png" in out
+
+
+# --- the store and the service ------------------------------------------------------------------
+def test_register_and_keys(cli, tmp_path, gpt_run):
+    db = tmp_path / "s.db"
+    code, out, err = cli("register", gpt_run, "--name", "bard", "--db", db)
+    assert code == 0 and "registered bard:1 (gpt, text)" in out, err
+    assert "registered bard:1" in cli("register", gpt_run, "--name", "bard", "--db", db)[1]  # idempotent
+    assert "bard:7" in cli("register", gpt_run, "--name", "bard", "--version", "7", "--db", db)[1]
+    code, key, err = cli("keys", "create", "--role", "editor", "--user", "ann", "--db", db)
+    key = key.strip()
+    assert code == 0 and key.startswith("gl_") and "shown only now" in err
+    code, out, _ = cli("keys", "list", "--db", db)
+    assert key[:10] in out and key not in out and "ann" in out
+    assert cli("keys", "revoke", key[:10], "--db", db)[0] == 0
+    from genlab.store import Store
+
+    with Store.open(db, embed=False) as store:
+        assert store.list_keys()[0].revoked_at is not None
+    code, fernet, _ = cli("keys", "fernet")
+    assert code == 0 and len(fernet.strip()) == 44
+    assert_one_line_error(cli("keys", "create", "--role", "root", "--db", db), "role 'root'", "admin")
+    assert_one_line_error(cli("register", tmp_path / "none", "--name", "x", "--db", db), "does not exist")
+    assert_one_line_error(cli("register", gpt_run, "--name", "a/b", "--db", db), "model name 'a/b'")
+    assert_one_line_error(cli("keys", "revoke", "gl_nope", "--db", db), "no API key 'gl_nope'")
+
+
+def test_serve_runs_a_real_server(tmp_path, gpt_run):
+    """`genlab serve` in a subprocess: health without a key, a generation with one, a clean stop."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    db = tmp_path / "s.db"
+    genlab = [sys.executable, "-m", "genlab.cli"]
+    subprocess.run([*genlab, "register", str(gpt_run), "--name", "bard", "--db", str(db)], check=True,
+                   capture_output=True)  # fmt: skip
+    key = subprocess.run([*genlab, "keys", "create", "--role", "editor", "--db", str(db)], check=True,
+                         capture_output=True, text=True).stdout.strip()  # fmt: skip
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([*genlab, "serve", "--db", str(db), "--port", str(port), "--log-level", "warning"],
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        r = httpx.post(url + "/v1/generate", headers={"X-API-Key": key}, timeout=60,
+                       json={"model": "bard", "prompt": "A", "parameters": {"max_new_tokens": 5}})  # fmt: skip
+        assert r.status_code == 200, r.text
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert "serving 1 model(s)" in err
+
+
+def test_data_register_keeps_synthetic_apart(cli, tmp_path, gpt_run):
+    db = tmp_path / "s.db"
+    (tmp_path / "real.txt").write_text("some real text\n")
+    (tmp_path / "fake.txt").write_text("generated text\n")
+    assert cli("register", gpt_run, "--name", "bard", "--db", db)[0] == 0
+    code, out, err = cli("data", "register", tmp_path / "real.txt", "--name", "corpus", "--db", db)
+    assert code == 0 and "real dataset corpus" in out, err
+    code, out, err = cli("data", "register", tmp_path / "fake.txt", "--name", "made", "--kind", "synthetic",
+                         "--model", "bard", "--seed", "4", "--db", db)  # fmt: skip
+    assert code == 0 and "synthetic dataset made" in out, err
+    code, out, _ = cli("data", "list", "--kind", "synthetic", "--db", db)
+    assert "made" in out and "bard:1" in out and "corpus" not in out
+    assert_one_line_error(cli("data", "register", tmp_path / "fake.txt", "--name", "x", "--kind", "synthetic",
+                              "--db", db), "records the model and seed")  # fmt: skip

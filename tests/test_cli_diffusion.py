@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from tests.test_cli import assert_one_line_error, cli  # noqa: F401  (the fixture)
+from tests.test_cli import assert_one_line_error
 
 
 def _digit_png(path, size=8):
@@ -22,7 +22,7 @@ def _mask_png(path, size=8):
     return path
 
 
-def test_sample_with_sampler_options(cli, ddpm_run, tmp_path):  # noqa: F811
+def test_sample_with_sampler_options(cli, ddpm_run, tmp_path):
     out = tmp_path / "s.npz"
     args = ("sample", ddpm_run, "--n", "6", "--label", "3", "--sampler", "ddim", "--steps", "5", "--eta", "0.5",
             "--guidance-scale", "2", "--seed", "4", "--out", out)  # fmt: skip
@@ -35,7 +35,7 @@ def test_sample_with_sampler_options(cli, ddpm_run, tmp_path):  # noqa: F811
     assert cli("sample", ddpm_run, "--n", "4", "--steps", "4", "--out", tmp_path / "g.png")[0] == 0
 
 
-def test_inpaint_and_img2img(cli, ddpm_run, tmp_path):  # noqa: F811
+def test_inpaint_and_img2img(cli, ddpm_run, tmp_path):
     image, mask = _digit_png(tmp_path / "in.png"), _mask_png(tmp_path / "mask.png")
     out = tmp_path / "inpainted.npz"
     code, _, err = cli("inpaint", ddpm_run, "--image", image, "--mask", mask, "--out", out, "--steps", "5",
@@ -51,7 +51,7 @@ def test_inpaint_and_img2img(cli, ddpm_run, tmp_path):  # noqa: F811
     assert (tmp_path / "i2i.png").exists()
 
 
-def test_editing_errors_are_one_line(cli, ddpm_run, vae_run, tmp_path):  # noqa: F811
+def test_editing_errors_are_one_line(cli, ddpm_run, vae_run, tmp_path):
     image = _digit_png(tmp_path / "in.png")
     big_mask = _mask_png(tmp_path / "big.png", size=16)
     out = tmp_path / "o.png"

@@ -11,7 +11,7 @@ import torch
 import genlab
 from genlab.checkpoint import list_checkpoints
 from genlab.errors import ConfigError, DataError
-from tests.test_cli import assert_one_line_error, cli  # noqa: F401  (the fixture)
+from tests.test_cli import assert_one_line_error
 
 
 def _weights(run, name="model.safetensors"):
@@ -202,7 +202,7 @@ def music_run(tmp_path_factory):
                         overrides=overrides)  # fmt: skip
 
 
-def test_music_run_generates_midi(cli, music_run, tmp_path):  # noqa: F811
+def test_music_run_generates_midi(cli, music_run, tmp_path):
     from genlab.data.music import midi_to_events
 
     record = json.loads((music_run / "config.json").read_text())
@@ -218,7 +218,7 @@ def test_music_run_generates_midi(cli, music_run, tmp_path):  # noqa: F811
     assert_one_line_error(cli("generate", music_run, "--prompt", "X:60"), "unknown music event 'X:60'")
 
 
-def test_corrupt_midi_is_one_line_error(cli, tmp_path):  # noqa: F811
+def test_corrupt_midi_is_one_line_error(cli, tmp_path):
     folder = tmp_path / "midi"
     folder.mkdir()
     (folder / "bad.mid").write_bytes(b"MThd\x00\x00garbage" * 10)
@@ -226,7 +226,7 @@ def test_corrupt_midi_is_one_line_error(cli, tmp_path):  # noqa: F811
 
 
 # --- CLI ---------------------------------------------------------------------------------------
-def test_cli_generate_sample_and_info(cli, gpt_run, tmp_path):  # noqa: F811
+def test_cli_generate_sample_and_info(cli, gpt_run, tmp_path):
     code, out, err = cli("generate", gpt_run, "--prompt", "ROMEO:", "--max-new-tokens", "20", "--seed", "1")
     assert code == 0, err
     assert out.startswith("ROMEO:")
@@ -248,7 +248,7 @@ def test_cli_generate_sample_and_info(cli, gpt_run, tmp_path):  # noqa: F811
     assert_one_line_error(cli("generate", gpt_run, "--out", tmp_path / "x.mid"), "only music models write MIDI")
 
 
-def test_cli_binary_and_empty_text(cli, tmp_path):  # noqa: F811
+def test_cli_binary_and_empty_text(cli, tmp_path):
     (tmp_path / "bin.txt").write_bytes(b"\x00\x01\x02binary")
     assert_one_line_error(cli("train", "gpt-tiny", "--data", tmp_path / "bin.txt", "--out", tmp_path / "a"), "bin.txt")
     (tmp_path / "empty.txt").write_text("   \n")

@@ -22,7 +22,7 @@ service use only what is declared here:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -128,9 +128,7 @@ class GenerativeModel(nn.Module):
             return None
         device = self.device
         if labels is None:
-            return torch.randint(self.num_classes, (n,), generator=generator, device=generator_device(generator)).to(
-                device
-            )
+            return randint(self.num_classes, (n,), generator=generator, device=device)
         labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1).to(device)
         if labels.numel() == 1:
             labels = labels.expand(n)
@@ -187,10 +185,46 @@ def sampling_options(model: GenerativeModel) -> list[str]:
     return keyword_options(model.sample)
 
 
-def generator_device(generator: torch.Generator | None) -> torch.device:
+class GeneratorGroup:
+    """One generator per slice of a batch, for batching several requests into one ``sample`` call.
+
+    Rows ``[start, start + count)`` draw all their randomness (labels, latents, every sampler step's
+    noise) from their own generator, in the same order and shapes as a call of ``count`` samples
+    alone would, so each request gets the samples it would have got by itself.
+    """
+
+    def __init__(self, parts: Sequence[tuple[torch.Generator, int]]) -> None:
+        if not parts or any(count < 1 for _, count in parts):
+            raise ConfigError("a generator group needs at least one (generator, count) with count >= 1.")
+        if len({g.device for g, _ in parts}) != 1:
+            raise ConfigError("the generators of a group must be on one device.")
+        self.parts = list(parts)
+        self.device = parts[0][0].device
+        self.total = sum(count for _, count in parts)
+
+    def draw(self, fn: Callable[[tuple[int, ...], torch.Generator], Tensor], shape: tuple[int, ...]) -> Tensor:
+        """``fn(shape_i, generator_i)`` for each part, concatenated along the batch dimension."""
+        if shape[0] != self.total:
+            raise ConfigError(f"a draw of {shape[0]} rows from a generator group of {self.total} rows.")
+        return torch.cat([fn((count, *shape[1:]), g) for g, count in self.parts])
+
+
+Generator = torch.Generator | GeneratorGroup
+
+
+def generator_device(generator: Generator | None) -> torch.device:
     return torch.device("cpu") if generator is None else generator.device
 
 
-def randn(shape: tuple[int, ...], *, generator: torch.Generator | None, device: torch.device) -> Tensor:
+def randn(shape: tuple[int, ...], *, generator: Generator | None, device: torch.device) -> Tensor:
     """Standard normal noise drawn on the generator's device, then moved: same numbers on CPU and CUDA."""
+    if isinstance(generator, GeneratorGroup):
+        return generator.draw(lambda s, g: torch.randn(s, generator=g, device=g.device), shape).to(device)
     return torch.randn(shape, generator=generator, device=generator_device(generator)).to(device)
+
+
+def randint(high: int, shape: tuple[int, ...], *, generator: Generator | None, device: torch.device) -> Tensor:
+    """Uniform integers in [0, high), drawn like :func:`randn`."""
+    if isinstance(generator, GeneratorGroup):
+        return generator.draw(lambda s, g: torch.randint(high, s, generator=g, device=g.device), shape).to(device)
+    return torch.randint(high, shape, generator=generator, device=generator_device(generator)).to(device)
