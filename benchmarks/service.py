@@ -95,6 +95,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=1e6, help="the server's per-key rate limit, per minute (1e6)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds before a request counts as lost (120)")
     p.add_argument("--seed", type=int, default=0, help="the clients' random choices (0)")
+    p.add_argument("--threads", type=int, help="the server's torch threads per operation (default: torch's)")
     p.add_argument("--json", type=Path, default=JSON_OUT, help="results file (benchmarks/results/service.json)")
     return p.parse_args()
 
@@ -131,6 +132,8 @@ def start_server(args: argparse.Namespace, work: Path, db: Path, port: int) -> t
     command = [sys.executable, "-m", "genlab.cli", "serve", "--db", str(db), "--port", str(port),
                "--device", "cpu", "--rate", str(args.rate), "--max-n", str(max(16, args.max_image_n)),
                "--log-level", "warning"]  # fmt: skip
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
     with log.open("w") as out:  # the child keeps its own descriptor
         proc = subprocess.Popen(command, cwd=work, stdout=out, stderr=subprocess.STDOUT)
     return proc, log

@@ -582,9 +582,14 @@ def serve(
     max_n: Annotated[int, typer.Option(help="Most outputs per request.")] = 16,
     rate: Annotated[float, typer.Option(help="Requests per minute per key (sustained).")] = 600.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    threads: Annotated[Optional[int], typer.Option(help="torch threads per operation (default: torch's).")] = None,
 ) -> None:
     """Serve the registered models over HTTP: the API under /v1, a web page at /, docs at /docs."""
+    import torch
     import uvicorn
+
+    if threads is not None:  # many concurrent small requests: one thread each beats splitting every op
+        torch.set_num_threads(threads)
 
     from genlab.service.app import create_app
     from genlab.service.engine import Limits

@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from genlab.errors import AccessError, GenlabError, NotFoundError, StoreError
 from genlab.service import metrics as prom
@@ -464,18 +465,26 @@ def _rag_prompt(store: Store, model, loaded, body: GenerateRequest, options: dic
     return rag.fit_to_context(loaded, passages, body.prompt, options["max_new_tokens"])
 
 
-def _sse(engine: Engine, store: Store, job: Job, record: dict[str, Any], metrics) -> Iterator[str]:
-    """Server-sent events for one streamed text generation; stored only once it completes."""
-    pieces: list[str] = []
+async def _sse(engine: Engine, store: Store, job: Job, record: dict[str, Any], metrics) -> AsyncIterator[str]:
+    """Server-sent events for one streamed text generation; stored only once it completes. If the
+    client leaves, the task is cancelled here and the worker is told to stop."""
+    from genlab.store import Output
+
+    pieces, cancel = engine.start_stream(job)
+    collected: list[str] = []
     start = time.perf_counter()
     try:
-        for piece in engine.stream(job):
-            pieces.append(piece)
-            yield f"event: token\ndata: {json.dumps({'text': piece})}\n\n"
-        from genlab.store import Output
-
+        while True:
+            kind, value = await run_in_threadpool(pieces.get)
+            if kind == "error":
+                raise value
+            if kind == "end":
+                break
+            collected.append(value)
+            yield f"event: token\ndata: {json.dumps({'text': value})}\n\n"
         latency = (time.perf_counter() - start) * 1000
-        stored = store.record_generations([Output("text", text="".join(pieces))], latency_ms=latency, **record)
+        stored = await run_in_threadpool(store.record_generations, [Output("text", text="".join(collected))],
+                                         latency_ms=latency, **record)  # fmt: skip
         metrics.generated(job.model, 1)
         yield f"event: done\ndata: {_out(stored[0]).model_dump_json()}\n\n"
     except GenlabError as exc:
@@ -483,6 +492,8 @@ def _sse(engine: Engine, store: Store, job: Job, record: dict[str, Any], metrics
     except Exception:
         logger.exception("streamed generation failed")
         yield f"event: error\ndata: {json.dumps({'detail': 'generation failed; nothing was stored.'})}\n\n"
+    finally:
+        cancel.set()
 
 
 class _Forbidden(GenlabError):

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import io
 import logging
+import queue
 import random
 import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,10 @@ def validate(model: ModelInfo, loaded: torch.nn.Module, options: dict[str, Any],
         value = options.get(key)
         if value is not None and not (isinstance(value, int) and 1 <= value <= cap):
             raise ConfigError(f"{key}={value!r} must be an integer from 1 to {cap}.")
+    if model.modality in ("text", "music"):  # checked here, so a stream never starts with bad options
+        from genlab.sampling.decoding import DecodingOptions
+
+        DecodingOptions(**{k: v for k, v in options.items() if k != "stop" and v is not None})
     stop = options.get("stop")
     if stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) and s for s in stop)):
         raise ConfigError("stop must be a list of non-empty strings.")
@@ -180,13 +184,30 @@ class Engine:
                 return self._run_text(job)
         return self._run_batched(job)
 
-    def stream(self, job: Job) -> Iterator[str]:
-        """Text pieces as they are generated (one prompt, n=1); holds the model while it streams."""
+    def start_stream(self, job: Job) -> tuple[queue.Queue, threading.Event]:
+        """Generate one text (one prompt, n=1) in a worker thread, piece by piece: the queue gets
+        ``("token", text)`` items, then ``("end", None)`` or ``("error", exception)``. Setting the
+        event stops the worker at the next piece (the client left), so a stream no one reads never
+        holds its model for longer than one token."""
+        pieces: queue.Queue = queue.Queue()
+        cancel = threading.Event()
+        threading.Thread(target=self._stream_into, args=(job, pieces, cancel), name="genlab-stream",
+                         daemon=True).start()  # fmt: skip
+        return pieces, cancel
+
+    def _stream_into(self, job: Job, pieces: queue.Queue, cancel: threading.Event) -> None:
         from genlab import api
 
-        model = self.cache.get(job.model)
-        with self._model_lock(job.model.id):
-            yield from api.generate(model, job.prompt, n=1, seed=job.seed, stream=True, **_text_options(job))
+        try:
+            model = self.cache.get(job.model)
+            with self._model_lock(job.model.id):
+                for piece in api.generate(model, job.prompt, n=1, seed=job.seed, stream=True, **_text_options(job)):
+                    if cancel.is_set():
+                        break
+                    pieces.put(("token", piece))
+            pieces.put(("end", None))
+        except BaseException as exc:  # handed to the reader, which answers with an error event
+            pieces.put(("error", exc))
 
     # --- images -------------------------------------------------------------------------------
     def _run_batched(self, job: Job) -> list[Output]:

@@ -141,6 +141,7 @@ class Store:
         """A registered model: ``name`` or ``name:version``; the latest version when none is given."""
         if version is None and ":" in name:
             name, version = name.rsplit(":", 1)
+            version = version or None  # "name:" is the latest version too
         with self.session() as s:
             query = select(ModelRow).where(ModelRow.name == name)
             if version is not None:

@@ -162,6 +162,9 @@ def test_streaming_sends_tokens_then_the_stored_generation(service):
         ({"model": "gpt", "labels": [1]}, "takes no labels"),
         ({"model": "cvae", "stream": True}, "stream=true needs a text model"),
         ({"model": "gpt:9"}, "no registered model 'gpt:9'"),
+        ({"model": "gpt", "stream": True, "parameters": {"temperature": "x"}}, "temperature"),
+        ({"model": "gpt", "stream": True, "parameters": {"top_p": 2.0}}, "top_p=2.0 must be in (0, 1]"),
+        ({"model": "gpt:", "parameters": {"max_new_tokens": 2}}, None),  # "name:" is the latest version
         ({"n": 1}, "model: Field required"),
         ({"model": "gpt", "rating": 5}, None),  # unknown fields are ignored, not an error
     ],
@@ -291,3 +294,25 @@ def test_generation_with_retrieval(service):
         assert r.status_code == 404 and "facts" in r.json()["detail"]
         r = c.post("/v1/generate", json={"model": "cvae", "rag": "facts"})
         assert r.status_code == 422 and "rag needs a text model" in r.json()["detail"]
+
+
+def test_a_client_leaving_a_stream_does_not_block_the_model(tmp_path, gpt_run):
+    """The worker stops at the next token once the client is gone (it used to keep the model's lock)."""
+    from genlab.service.app import create_app
+    from genlab.service.server import background_server
+    from genlab.store import Store
+
+    store = Store.open(tmp_path / "genlab.db")
+    store.register_model(gpt_run, "gpt")
+    headers = {"Authorization": f"Bearer {store.create_key(role='editor', user_id='reader')[1]}"}
+    short = {"model": "gpt", "prompt": "a", "parameters": {"max_new_tokens": 2}}
+    long = {"model": "gpt", "prompt": "a", "parameters": {"max_new_tokens": 500}, "stream": True}
+    server = background_server(create_app(store), timeout=5)  # a thread stuck on the lock must not delay teardown
+    try:
+        with server as url, httpx.Client(base_url=url, headers=headers) as http:
+            assert http.post("/v1/generate", json=short, timeout=60).is_success  # loads the model and embedder
+            with http.stream("POST", "/v1/generate", json=long, timeout=60) as stream:
+                next(stream.iter_lines())  # the first event, then the client goes away
+            assert http.post("/v1/generate", json=short, timeout=5).status_code == 200
+    finally:
+        store.close()
