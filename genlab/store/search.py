@@ -88,18 +88,18 @@ def _match_expression(query: str) -> str:
 
 
 def _keyword(store: Store, s: Session, query: str, filters: GenerationFilter, limit: int) -> list[tuple[int, float]]:
-    candidates = store._filtered(s, select(GenerationRow.id), filters)
     if store.dialect == "sqlite":
+        # filters as a join, not `rowid IN (subquery)`, which SQLite runs ~200× slower against FTS5
         fts = table("generations_fts", column("rowid"))
         rank = literal_column("bm25(generations_fts)")  # lower is better
-        rows = s.execute(
-            select(fts.c.rowid, rank)
+        query_ = (
+            select(GenerationRow.id, rank)
+            .select_from(fts.join(GenerationRow, GenerationRow.id == fts.c.rowid))
             .where(literal_column("generations_fts").op("MATCH")(_match_expression(query)))
-            .where(fts.c.rowid.in_(candidates))
-            .order_by(rank)
-            .limit(limit)
         )
+        rows = s.execute(store._filtered(s, query_, filters).order_by(rank).limit(limit))
         return [(int(i), -float(r)) for i, r in rows]
+    candidates = store._filtered(s, select(GenerationRow.id), filters)
     if store.dialect == "postgresql":
         tsquery = func.websearch_to_tsquery("english", query)
         document = func.to_tsvector("english", func.coalesce(GenerationRow.text, "")).op("||")(

@@ -22,6 +22,8 @@ from genlab.io import atomic_path
 NORM_TOLERANCE = 1e-3  # |‖v‖ − 1| allowed: float32 rounding of normalised embeddings is ~1e-7
 
 
+FEW_QUERIES = 16  # below this many queries, search on one thread (measured: benchmarks/store.py)
+
 class VectorIndex:
     """Exact cosine-similarity search over unit vectors with int64 ids.
 
@@ -96,7 +98,13 @@ class VectorIndex:
             k = min(int(k), len(self))
             if k == 0 or len(queries) == 0:
                 return [[] for _ in range(len(queries))]
-            scores, found = self._index.search(queries, k, params=params)
+            threads = faiss.omp_get_max_threads()
+            if len(queries) < FEW_QUERIES:  # a query or two: OpenMP's start-up costs more than it saves
+                faiss.omp_set_num_threads(1)
+            try:
+                scores, found = self._index.search(queries, k, params=params)
+            finally:
+                faiss.omp_set_num_threads(threads)
         # faiss pads with id −1 where fewer than k vectors qualify
         return [[(int(i), float(s)) for i, s in zip(row_ids, row_scores, strict=True) if i != -1]
                 for row_ids, row_scores in zip(found, scores, strict=True)]  # fmt: skip
