@@ -286,7 +286,7 @@ def create_app(store: Store, *, limits: Limits = Limits(), device: str = "cpu") 
     def healthz() -> dict[str, Any]:
         """Liveness and readiness: the database answers. No key needed."""
         store.ping()
-        return {"status": "ok", "models_loaded": len(engine.cache._models)}
+        return {"status": "ok", "models_loaded": len(engine.cache)}
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

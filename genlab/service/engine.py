@@ -133,6 +133,9 @@ class ModelCache:
         self._loading: dict[int, threading.Lock] = {}
         self.loads = 0
 
+    def __len__(self) -> int:
+        return len(self._models)
+
     def get(self, model: ModelInfo) -> torch.nn.Module:
         with self._lock:
             if model.id in self._models:

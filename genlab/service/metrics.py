@@ -23,7 +23,7 @@ class ServiceMetrics:
         self.outputs = Counter("genlab_generations", "Outputs generated and stored", ["model", "kind"],
                                registry=self.registry)  # fmt: skip
         loaded = Gauge("genlab_models_loaded", "Models held in the model cache", registry=self.registry)
-        loaded.set_function(lambda: len(engine.cache._models))
+        loaded.set_function(lambda: len(engine.cache))
         batches = Gauge("genlab_image_batches", "Image sample calls made (each may serve several requests)",
                         registry=self.registry)  # fmt: skip
         batches.set_function(lambda: engine.batches)

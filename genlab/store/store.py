@@ -385,32 +385,54 @@ class Store:
         return search(self, query, **options)
 
     def _index(self, space: str):
-        """The FAISS index of an embedding space, rebuilt from the database when its file is missing,
-        corrupt or out of step with the stored embeddings."""
+        """The FAISS index of an embedding space, kept in step with the stored embeddings: loaded
+        from its file (rebuilt when that is missing or corrupt), then given whatever other processes
+        (the CLI beside the service) stored since. In step, that costs one COUNT."""
         from genlab.store.vectors import VectorIndex
 
         with self._index_lock:
-            if space in self._indexes:
-                return self._indexes[space]
-            with self.session() as s:
-                rows = s.execute(select(EmbeddingRow.owner_id, EmbeddingRow.vector).where(EmbeddingRow.space == space))
-                ids, vectors = [], []
-                for owner_id, blob in rows:
-                    ids.append(owner_id)
-                    vectors.append(np.frombuffer(blob, dtype=np.float32))
-            dim = len(vectors[0]) if vectors else _space_dim(space)
-            path = self._index_path(space)
-            try:
-                index = VectorIndex.load(path, dim)
-            except Exception as exc:  # a cache: any problem with the file means rebuild it
-                logger.warning("rebuilding the vector index %s: %s", path, exc)
-                index = None
-            if index is None or sorted(index.ids()) != sorted(ids):
-                index = VectorIndex(dim)
-                if ids:
-                    index.add(np.array(ids), np.stack(vectors))
-            self._indexes[space] = index
+            index = self._indexes.get(space)
+            if index is None:
+                path = self._index_path(space)
+                try:
+                    index = VectorIndex.load(path, self._space_dim(space))
+                except Exception as exc:  # a cache: any problem with the file means rebuild it
+                    logger.warning("rebuilding the vector index %s: %s", path, exc)
+                    index = VectorIndex(self._space_dim(space))
+                self._indexes[space] = index
+                self._sync_index(space, index, full=True)
+            else:
+                self._sync_index(space, index)
             return index
+
+    def _sync_index(self, space: str, index, *, full: bool = False) -> None:
+        owner = EmbeddingRow.owner_id
+        with self.session() as s:
+            in_space = EmbeddingRow.space == space
+            if not full and s.scalar(select(func.count()).select_from(EmbeddingRow).where(in_space)) == len(index):
+                return
+            stored = set(s.scalars(select(owner).where(in_space)))
+            held = set(index.ids().tolist())
+            if held - stored:
+                index.remove(np.fromiter(held - stored, dtype=np.int64))
+            missing = sorted(stored - held)
+            for start in range(0, len(missing), 10_000):  # bounded IN lists
+                chunk = missing[start : start + 10_000]
+                rows = s.execute(select(owner, EmbeddingRow.vector).where(in_space, owner.in_(chunk)))
+                ids, vectors = zip(*[(i, np.frombuffer(blob, dtype=np.float32)) for i, blob in rows], strict=True)
+                index.add(np.array(ids), np.stack(vectors))
+
+    def _space_dim(self, space: str) -> int:
+        """The dimension of a space's vectors: a stored one's, else the text embedder's."""
+        with self.session() as s:
+            blob = s.scalar(select(EmbeddingRow.vector).where(EmbeddingRow.space == space).limit(1))
+        if blob is not None:
+            return len(blob) // 4  # float32
+        from genlab.store import embeddings
+
+        if space.endswith(embeddings.text_embedder().name):
+            return embeddings.text_embedder().dim
+        raise StoreError(f"no stored embeddings in space {space!r} to size its index.")
 
     def drop_index(self, space: str) -> None:
         """Forget the vector index of a deleted embedding space: emptied (for anyone still holding
@@ -555,14 +577,6 @@ def _modality(record: dict[str, Any]) -> str:
     if modality == "tokens":
         return "music" if record.get("model", {}).get("tokenizer") == "music" else "text"
     return modality
-
-
-def _space_dim(space: str) -> int:
-    from genlab.store import embeddings
-
-    if space.endswith(embeddings.text_embedder().name):
-        return embeddings.text_embedder().dim
-    raise StoreError(f"no stored embeddings in space {space!r} to size its index.")
 
 
 def _headline_score(scores: dict[str, float]) -> float | None:

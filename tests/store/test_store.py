@@ -315,3 +315,16 @@ def test_rows_are_plain_numbers(store, gpt):
     (g,) = _record(store, gpt, ["x"])
     assert isinstance(g.latency_ms, float) and isinstance(g.seed, int)
     assert np.isfinite(g.latency_ms)
+
+
+def test_a_second_process_sees_new_embeddings(store, gpt):
+    """Generations recorded through another Store (the CLI beside the service) reach this one's
+    vector search without a restart."""
+    _record(store, gpt, TEXTS[:2])
+    assert len(store.search("kingdom horse", mode="vector", k=5)) == 2
+    other = Store.open(store.url, home=store.home, migrate=False)
+    (new,) = other.record_generations([Output("text", text="bees and honey and wax")], model=gpt, user_id="cli",
+                                      parameters={}, seed=0)  # fmt: skip
+    other.close()
+    hits = store.search("honey", mode="vector", k=5)
+    assert new.id in [h.generation.id for h in hits]
