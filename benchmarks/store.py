@@ -153,22 +153,30 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     v, e, s, d = (results[k] for k in ("vector_search", "embeddings", "store_search", "dedup"))
-    print(f"## Store: search and deduplication\n\nCommand: `.venv/bin/python benchmarks/store.py`  \n"
-          f"Date: {results['date']}  \nMachine: {results['machine']}, torch threads 2\n")
+    print(
+        f"## Store: search and deduplication\n\nCommand: `.venv/bin/python benchmarks/store.py`  \n"
+        f"Date: {results['date']}  \nMachine: {results['machine']}, torch threads 2\n"
+    )
     print("| what | genlab | baseline | ratio |\n|---|--:|--:|--:|")
-    rows = [(f"vector search, {v['vectors']:,}×384, k=10", "genlab_plain", "numpy_plain"),
-            ("same, 1 % of ids allowed", "genlab_filtered_1pct", "numpy_filtered_1pct")]
+    rows = [
+        (f"vector search, {v['vectors']:,}×384, k=10", "genlab_plain", "numpy_plain"),
+        ("same, 1 % of ids allowed", "genlab_filtered_1pct", "numpy_filtered_1pct"),
+    ]
     for label, ours, theirs in rows:
         a, b = v[ours]["median_ms"], v[theirs]["median_ms"]
         print(f"| {label} (median ms) | {a:.2f} | {b:.2f} (NumPy brute force) | {b / a:.2f}× |")
-    print(f"\nSame top-10 ids as NumPy: {v['same_ids_as_numpy']}. MiniLM: {e['sentences_per_s']:.0f} sentences/s "
-          f"in batches of 64, {e['one_sentence']['median_ms']:.1f} ms for one sentence, {e['load_s']:.1f} s to load.")
+    print(
+        f"\nSame top-10 ids as NumPy: {v['same_ids_as_numpy']}. MiniLM: {e['sentences_per_s']:.0f} sentences/s "
+        f"in batches of 64, {e['one_sentence']['median_ms']:.1f} ms for one sentence, {e['load_s']:.1f} s to load."
+    )
     print(f"\nStore of {s['generations']:,} generations (recorded at {s['record_per_s']:.0f}/s, embeddings included): "
           + ", ".join(f"{m} search median {s[m]['median_ms']:.1f} ms (p90 {s[m]['p90_ms']:.1f})"
                       for m in ("keyword", "vector", "hybrid")) + ".")  # fmt: skip
     for name, r in d.items():
-        print(f"\nDedup {name}: {r['input']:,} items → {r['kept']:,} kept ({r['exact_removed']:,} exact, "
-              f"{r['near_removed']:,} near) in {r['seconds']:.1f} s.")
+        print(
+            f"\nDedup {name}: {r['input']:,} items → {r['kept']:,} kept ({r['exact_removed']:,} exact, "
+            f"{r['near_removed']:,} near) in {r['seconds']:.1f} s."
+        )
 
 
 if __name__ == "__main__":

@@ -593,6 +593,7 @@ def serve(
 
     from genlab.service.app import create_app
     from genlab.service.engine import Limits
+
     store = _store(db)
     if not store.list_keys():
         err.print("[yellow]no API keys yet:[/yellow] create one with `genlab keys create --role admin`.")

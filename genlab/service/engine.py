@@ -81,8 +81,9 @@ def validate(model: ModelInfo, loaded: torch.nn.Module, options: dict[str, Any],
     valid = TEXT_OPTIONS if model.modality in ("text", "music") else tuple(sampling_options(loaded))
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ConfigError(f"unknown parameter(s) {unknown} for {model.family} model {model.name}; "
-                          f"valid: {list(valid)}.")
+        raise ConfigError(
+            f"unknown parameter(s) {unknown} for {model.family} model {model.name}; valid: {list(valid)}."
+        )
     if model.modality not in ("text", "music"):
         if prompt is not None:
             raise ConfigError(f"{model.name} is an image model and takes no prompt; give labels or parameters.")
@@ -252,7 +253,7 @@ class Engine:
             self.batched_jobs += len(batch)
             start = 0
             for p in batch:
-                p.result = [_image_output(img) for img in images[start:start + p.job.n]]
+                p.result = [_image_output(img) for img in images[start : start + p.job.n]]
                 start += p.job.n
         except BaseException as exc:  # every waiting request learns of the failure
             for p in batch:

@@ -24,6 +24,7 @@ NORM_TOLERANCE = 1e-3  # |‖v‖ − 1| allowed: float32 rounding of normalised
 
 FEW_QUERIES = 16  # below this many queries, search on one thread (measured: benchmarks/store.py)
 
+
 class VectorIndex:
     """Exact cosine-similarity search over unit vectors with int64 ids.
 
