@@ -25,9 +25,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from genlab.errors import AccessError, ConfigError, DataError, NotFoundError, StoreError
+from genlab.errors import AccessError, ConfigError, DataError, GenlabError, NotFoundError, StoreError
 from genlab.io import atomic_path, file_sha256
 from genlab.store import db
+from genlab.store.indexes import Indexes
 from genlab.store.privacy import PromptCipher, redact
 from genlab.store.records import (
     ApiKey,
@@ -69,8 +70,9 @@ class Store:
         self.dialect = self.engine.dialect.name
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._embed = embed
-        self._indexes: dict[str, Any] = {}  # space → VectorIndex, loaded on first use
-        self._index_lock = threading.Lock()
+        self.indexes = Indexes(self.session, home / "index")
+        self._image_embedders: dict[int, Any] = {}  # model id → ImageEmbedder or None
+        self._embedders_lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str | None = None, *, home: str | Path | None = None, embed: bool = True,
@@ -385,74 +387,16 @@ class Store:
         return search(self, query, **options)
 
     def _index(self, space: str):
-        """The FAISS index of an embedding space, kept in step with the stored embeddings: loaded
-        from its file (rebuilt when that is missing or corrupt), then given whatever other processes
-        (the CLI beside the service) stored since. In step, that costs one COUNT."""
-        from genlab.store.vectors import VectorIndex
-
-        with self._index_lock:
-            index = self._indexes.get(space)
-            if index is None:
-                path = self._index_path(space)
-                try:
-                    index = VectorIndex.load(path, self._space_dim(space))
-                except Exception as exc:  # a cache: any problem with the file means rebuild it
-                    logger.warning("rebuilding the vector index %s: %s", path, exc)
-                    index = VectorIndex(self._space_dim(space))
-                self._indexes[space] = index
-                self._sync_index(space, index, full=True)
-            else:
-                self._sync_index(space, index)
-            return index
-
-    def _sync_index(self, space: str, index, *, full: bool = False) -> None:
-        owner = EmbeddingRow.owner_id
-        with self.session() as s:
-            in_space = EmbeddingRow.space == space
-            if not full and s.scalar(select(func.count()).select_from(EmbeddingRow).where(in_space)) == len(index):
-                return
-            stored = set(s.scalars(select(owner).where(in_space)))
-            held = set(index.ids().tolist())
-            if held - stored:
-                index.remove(np.fromiter(held - stored, dtype=np.int64))
-            missing = sorted(stored - held)
-            for start in range(0, len(missing), 10_000):  # bounded IN lists
-                chunk = missing[start : start + 10_000]
-                rows = s.execute(select(owner, EmbeddingRow.vector).where(in_space, owner.in_(chunk)))
-                ids, vectors = zip(*[(i, np.frombuffer(blob, dtype=np.float32)) for i, blob in rows], strict=True)
-                index.add(np.array(ids), np.stack(vectors))
-
-    def _space_dim(self, space: str) -> int:
-        """The dimension of a space's vectors: a stored one's, else the text embedder's."""
-        with self.session() as s:
-            blob = s.scalar(select(EmbeddingRow.vector).where(EmbeddingRow.space == space).limit(1))
-        if blob is not None:
-            return len(blob) // 4  # float32
-        from genlab.store import embeddings
-
-        if space.endswith(embeddings.text_embedder().name):
-            return embeddings.text_embedder().dim
-        raise StoreError(f"no stored embeddings in space {space!r} to size its index.")
+        """The vector index of an embedding space, in step with the database (:class:`Indexes`)."""
+        return self.indexes.get(space)
 
     def drop_index(self, space: str) -> None:
-        """Forget the vector index of a deleted embedding space: emptied (for anyone still holding
-        it), out of the cache and off the disk."""
-        with self._index_lock:
-            index = self._indexes.pop(space, None)
-        if index is not None:
-            index.remove(index.ids())
-        self._index_path(space).unlink(missing_ok=True)
-
-    def _index_path(self, space: str) -> Path:
-        return self.home / "index" / (space.replace("/", "--") + ".faiss")
+        """Forget the vector index of a deleted embedding space (its rows are gone)."""
+        self.indexes.drop(space)
 
     def flush(self) -> None:
         """Write the in-memory vector indexes to disk (they are rebuilt from the database if lost)."""
-        with self._index_lock:
-            for space, index in self._indexes.items():
-                path = self._index_path(space)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                index.save(path)
+        self.indexes.flush()
 
     # --- internals ----------------------------------------------------------------------------
     def _write_media(self, out: Output) -> tuple[str, str]:
@@ -476,16 +420,33 @@ class Store:
             spaces[f"generations/{embedder.name}"] = [(i, v) for (i, _), v in zip(texts, vecs, strict=True)]
         images = [(i, o.embedding_source) for i, o in enumerate(outputs) if o.kind == "image"
                   and o.embedding_source is not None]  # fmt: skip
-        dataset = model.dataset
-        if images and dataset:
-            try:
-                embedder = embeddings.image_embedder(dataset)
-            except Exception as exc:  # no domain network for this data: images are found by keyword/filters
-                logger.info("no image embedder for %s: %s", dataset, exc)
-            else:
-                vecs = embedder.embed(np.stack([a for _, a in images]))
-                spaces[f"generations/{embedder.name}"] = [(i, v) for (i, _), v in zip(images, vecs, strict=True)]
+        embedder = self._image_embedder(model) if images else None
+        if embedder is not None:  # without one, images are found by keyword, filters and listing
+            vecs = embedder.embed(np.stack([a for _, a in images]))
+            spaces[f"generations/{embedder.name}"] = [(i, v) for (i, _), v in zip(images, vecs, strict=True)]
         return spaces
+
+    def _image_embedder(self, model: ModelInfo):
+        """The domain network of the model's training data when one ships, else the model's own
+        encoder (an unconditional VAE or autoencoder, e.g. on the user's data), else None."""
+        from genlab.store import embeddings
+
+        with self._embedders_lock:
+            if model.id in self._image_embedders:
+                return self._image_embedders[model.id]
+        embedder = None
+        if model.dataset in embeddings.shipped_domain_datasets():
+            embedder = embeddings.image_embedder(model.dataset)
+        else:
+            from genlab import api
+
+            try:
+                name = f"encoder-{model.name}-{model.version}"
+                embedder = embeddings.ImageEmbedder.from_model(api.load(model.path), name)
+            except GenlabError as exc:  # a GAN, a conditional model, a diffusion model: no usable encoder
+                logger.info("no image embeddings for %s:%s: %s", model.name, model.version, exc)
+        with self._embedders_lock:
+            return self._image_embedders.setdefault(model.id, embedder)
 
     def _index_text(self, s: Session, row_id: int, prompt: str | None, output: str | None) -> None:
         if self.dialect == "sqlite":  # PostgreSQL indexes the columns themselves (GIN expression indexes)

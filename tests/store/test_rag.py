@@ -234,13 +234,13 @@ def test_delete_collection_removes_everything(topics):
     space = "documents/1/minilm-l6-v2"
     index = topics._index(space)
     topics.flush()
-    assert topics._index_path(space).exists()
+    assert topics.indexes.path(space).exists()
     assert rag.delete_collection(topics, "topics") == 20
     with topics.session() as s:
         assert s.scalar(select(func.count(DocumentRow.id))) == 1
         assert s.scalar(text("SELECT count(*) FROM documents_fts")) == 1
         assert s.scalars(select(EmbeddingRow.space).distinct()).all() == ["documents/2/minilm-l6-v2"]
-    assert len(index) == 0 and not topics._index_path(space).exists() and len(topics._index(space)) == 0
+    assert len(index) == 0 and not topics.indexes.path(space).exists() and len(topics._index(space)) == 0
     assert [c["name"] for c in rag.list_collections(topics)] == ["other"]
     with pytest.raises(NotFoundError, match="collections: other"):
         rag.retrieve(topics, "topics", "bees")

@@ -241,7 +241,7 @@ def test_vector_index_is_rebuilt_when_lost_or_stale(store, gpt, tmp_path):
     store.flush()
     (index_file,) = (store.home / "index").glob("*.faiss")
     reopened = Store.open(store.url, home=store.home, migrate=False)
-    assert len(reopened._index(next(iter(store._indexes)))) == 4
+    assert len(reopened._index(store.indexes.spaces()[0])) == 4
     reopened.close()
     index_file.write_bytes(b"garbage")  # a corrupt cache is rebuilt from the stored embeddings
     reopened = Store.open(store.url, home=store.home, migrate=False)
@@ -328,3 +328,23 @@ def test_a_second_process_sees_new_embeddings(store, gpt):
     other.close()
     hits = store.search("honey", mode="vector", k=5)
     assert new.id in [h.generation.id for h in hits]
+
+
+def test_image_embeddings_use_the_domain_network_else_the_model_encoder(store, vae_run, monkeypatch):
+    """Images of a bundled dataset are embedded by its domain network; a model trained on data
+    without one (here: pretend) is embedded by its own encoder, so `like=` search works for both."""
+    import genlab
+    from genlab.store import embeddings
+
+    images = genlab.sample(genlab.load(vae_run), 4, seed=0)
+    outputs = [Output("image", data=img.tobytes(), mime="image/png", embedding_source=img) for img in images]
+    domain = store.register_model(vae_run, "vae")
+    first = store.record_generations(outputs, model=domain, user_id="u", parameters={}, seed=0)
+    monkeypatch.setattr(embeddings, "shipped_domain_datasets", lambda: ())
+    encoder = store.register_model(vae_run, "vae-own", version="2")
+    second = store.record_generations(outputs, model=encoder, user_id="u", parameters={}, seed=0)
+    spaces = set(store.indexes.spaces())
+    assert {"generations/domain-digits", "generations/encoder-vae-own-2"} <= spaces
+    near = store.search(None, like=second[0].id, k=3)
+    assert {h.generation.id for h in near} <= {g.id for g in second[1:]}  # its own space only
+    assert len(store.search(None, like=first[0].id, k=3)) == 3
