@@ -375,14 +375,16 @@ def batching(metrics_text: str) -> dict[str, Any]:
     values, server_5xx = {}, 0
     for family in text_string_to_metric_families(metrics_text):
         for sample in family.samples:
-            if sample.name in ("genlab_image_batches", "genlab_image_batched_requests"):
+            if sample.name.endswith(("_batches", "_batched_requests")):
                 values[sample.name] = int(sample.value)
             if sample.name == "genlab_requests_total" and sample.labels.get("status", "").startswith("5"):
                 server_5xx += int(sample.value)
-    batches, requests = values.get("genlab_image_batches", 0), values.get("genlab_image_batched_requests", 0)
-    return {"image_batches": batches, "image_batched_requests": requests,
-            "mean_requests_per_batch": round(requests / batches, 3) if batches else None,
-            "server_5xx_in_metrics": server_5xx}  # fmt: skip
+    out: dict[str, Any] = {"server_5xx_in_metrics": server_5xx}
+    for kind in ("image", "text"):
+        batches, requests = values.get(f"genlab_{kind}_batches", 0), values.get(f"genlab_{kind}_batched_requests", 0)
+        out[kind] = {"batches": batches, "requests": requests,
+                     "mean_requests_per_batch": round(requests / batches, 3) if batches else None}  # fmt: skip
+    return out
 
 
 def stop_server(proc: subprocess.Popen, log: Path) -> dict[str, Any]:
@@ -472,8 +474,9 @@ def verdicts(r: dict[str, Any]) -> list[str]:
         f"{api['status'].get(200, 0):,} fetched back (200), {after['generations_in_store']:,} in the store after the "
         f"server stopped; {after['feedback_accepted']:,} feedback accepted, {after['feedback_in_store']:,} stored; "
         f"{after['usage_rows']:,} usage rows for {r['usage_rows_expected']:,} keyed requests answered",
-        f"- image batching: {b['image_batched_requests']:,} requests in {b['image_batches']:,} sample calls, "
-        f"mean {b['mean_requests_per_batch']} requests per batch",
+        f"- batching: image {b['image']['requests']:,} requests in {b['image']['batches']:,} sample calls "
+        f"(mean {b['image']['mean_requests_per_batch']} a call), text {b['text']['requests']:,} requests in "
+        f"{b['text']['batches']:,} decoding loops (mean {b['text']['mean_requests_per_batch']} a loop)",
         f"- access: viewer generate → {r['access']['viewer_generate']}, viewer reads another user's generation → "
         f"{r['access']['viewer_get_others']}, viewer search → {r['access']['viewer_search']}",
         f"- server: SIGINT → exit {r['server']['exit_code']} in {r['server']['stop_seconds']} s, "

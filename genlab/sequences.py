@@ -22,6 +22,7 @@ from genlab.data.text import TextData, load_text
 from genlab.data.tokenizers import TOKENIZER_FILE, Tokenizer, load_tokenizer, train_tokenizer
 from genlab.errors import CheckpointError, ConfigError, DataError
 from genlab.io import write_text
+from genlab.models.base import GeneratorGroup
 from genlab.models.sequence import SequenceModel
 from genlab.sampling.decoding import DecodingOptions, beam_search, generate_stream
 from genlab.training.items import TokenWindows
@@ -122,8 +123,10 @@ def generate_text(
     stop: Sequence[str] = (),
     seed: int = 0,
     use_cache: bool = True,
+    generator: GeneratorGroup | None = None,
 ) -> list[list[str]]:
-    """For each prompt, ``n`` continuations (the new text only, cut before any stop string)."""
+    """For each prompt, ``n`` continuations (the new text only, cut before any stop string).
+    ``generator`` (one part per group of rows) replaces ``seed``: the service's batched requests."""
     tok = _tokenizer_of(model)
     encoded = [encode_prompt(model, p) for p in prompts]  # decoding fits them to the context
     if options.num_beams > 1:
@@ -137,7 +140,7 @@ def generate_text(
     should_stop = None
     if stop:
         should_stop = lambda row, ids: _stop_at(tok.decode(ids), stop) is not None  # noqa: E731
-    generator = torch.Generator().manual_seed(seed)
+    generator = generator if generator is not None else torch.Generator().manual_seed(seed)
     for row, token in generate_stream(model, rows, options, generator=generator, eos_id=tok.eos_id,
                                       should_stop=should_stop, use_cache=use_cache):  # fmt: skip
         new[row].append(token)

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from genlab.config import check, validate
+from genlab.models.base import Generator, GeneratorGroup
 
 log = logging.getLogger(__name__)
 
@@ -129,17 +130,21 @@ def process_logits(logits: Tensor, seen: Tensor | None, options: DecodingOptions
     return logits
 
 
-def pick(logits: Tensor, options: DecodingOptions, generator: torch.Generator | None) -> Tensor:
+def pick(logits: Tensor, options: DecodingOptions, generator: Generator | None) -> Tensor:
     """(B, V) processed logits → (B,) next tokens: argmax when greedy, else a draw from the softmax.
 
     The draw is argmax(p / E) with E ~ Exponential(1) per token, which picks token i with
     probability p_i exactly (the exponential-race form of the Gumbel-max trick): one cheap kernel
     instead of ``torch.multinomial``'s validation and cumulative sums, for the same distribution.
+    A :class:`GeneratorGroup` draws each slice of rows from its own generator.
     """
     if options.greedy:
         return logits.argmax(-1)
     probs = logits.softmax(-1)
-    if generator is not None and generator.device != probs.device:
+    if isinstance(generator, GeneratorGroup):
+        race = generator.draw(lambda s, g: torch.empty(s, device=g.device).exponential_(generator=g), probs.shape)
+        race = race.to(probs.device)
+    elif generator is not None and generator.device != probs.device:
         race = torch.empty(probs.shape, device=generator.device).exponential_(generator=generator).to(probs.device)
     else:
         race = torch.empty_like(probs).exponential_(generator=generator)
@@ -211,7 +216,7 @@ def generate_stream(
     prompts: Sequence[Sequence[int]],
     options: DecodingOptions,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generator | None = None,
     eos_id: int | None = None,
     should_stop: Callable[[int, list[int]], bool] | None = None,
     use_cache: bool = True,
@@ -220,6 +225,10 @@ def generate_stream(
     """Sample or greedily decode continuations of every prompt, yielding ``(row, token)`` as each
     token is chosen (a row's tokens arrive in order). A row ends at ``eos_id`` (not yielded), when
     ``should_stop(row, new_tokens)`` says so, or after ``options.max_new_tokens``.
+
+    With a :class:`GeneratorGroup` (consecutive rows per generator, as the service batches
+    requests), each generator draws for its own rows that are still going, exactly as it would for
+    those rows decoded alone.
     """
     if options.num_beams > 1:
         raise ValueError("generate_stream samples; use beam_search for num_beams > 1")
@@ -239,6 +248,7 @@ def generate_stream(
             for i, h in enumerate(history):
                 seen[i, torch.as_tensor(h, device=device)] = True
         active = list(range(len(history)))
+        owners = _owners(generator, len(history))
         for step in range(options.max_new_tokens):
             tok = pick(process_logits(logits, seen, options), options, generator)
             tokens = tok.tolist()
@@ -259,6 +269,8 @@ def generate_stream(
                 tok = tok[index]
                 seen = None if seen is None else seen[index]
                 active = [active[r] for r in keep]
+                if isinstance(generator, GeneratorGroup):
+                    generator = _regroup(generator, owners, active)
             if seen is not None:
                 seen[torch.arange(len(active), device=device), tok] = True
             if window is not None and state.length + 1 > window:
@@ -266,6 +278,23 @@ def generate_stream(
                 logits, state = _start(model, [history[row][-(window // 2) :] for row in active], device, use_cache)
             else:
                 logits = _advance(model, state, tok, use_cache)
+
+
+def _owners(generator: Generator | None, rows: int) -> list[int] | None:
+    """Which part of a generator group each row draws from (None without a group)."""
+    if not isinstance(generator, GeneratorGroup):
+        return None
+    if generator.total != rows:
+        raise ValueError(f"a generator group of {generator.total} rows for {rows} rows")
+    return [part for part, (_, count) in enumerate(generator.parts) for _ in range(count)]
+
+
+def _regroup(group: GeneratorGroup, owners: list[int], active: list[int]) -> GeneratorGroup:
+    """The group for the rows still going: each generator with its remaining row count."""
+    counts = [0] * len(group.parts)
+    for row in active:
+        counts[owners[row]] += 1
+    return GeneratorGroup([(g, c) for (g, _), c in zip(group.parts, counts, strict=True) if c])
 
 
 def generate(

@@ -1,10 +1,11 @@
 """Running generation requests for the service: limits, the model cache, request batching, and
 turning samples into storable outputs (PNG images, text, MIDI).
 
-Models are loaded once per (name, version) and kept in a small LRU cache. Image requests that
-arrive while a model is busy wait for it and then run together in one ``sample`` call: each request
-keeps its own seed through a :class:`~genlab.models.base.GeneratorGroup`, so batching never changes
-what a request gets. Text requests run one at a time per model (their prompts and lengths differ).
+Models are loaded once per (name, version) and kept in a small LRU cache. Requests for one model
+and the same options that arrive while it is busy wait for it and then run together: images in one
+``sample`` call, texts in one decoding loop (prompts left-padded). Each request keeps its own seed
+through a :class:`~genlab.models.base.GeneratorGroup`, so batching never changes what a request
+gets, up to float rounding. Streams run on their own.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import random
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from genlab.errors import ConfigError
+from genlab.models.base import GeneratorGroup
 from genlab.store.records import ModelInfo, Output
 
 logger = logging.getLogger(__name__)
@@ -175,17 +178,16 @@ class Engine:
         self._queues: dict[tuple, list[_Pending]] = {}
         self._model_locks: dict[int, threading.Lock] = {}
         self._lock = threading.Lock()
-        self.batches = 0  # sample calls made for image jobs
-        self.batched_jobs = 0
+        self.batches: Counter[str] = Counter()  # generation calls made, by modality
+        self.batched_jobs: Counter[str] = Counter()  # the requests they served
 
     def _model_lock(self, model_id: int) -> threading.Lock:
         with self._lock:
             return self._model_locks.setdefault(model_id, threading.Lock())
 
     def run(self, job: Job) -> list[Output]:
-        if job.model.modality in ("text", "music"):
-            with self._model_lock(job.model.id):
-                return self._run_text(job)
+        """The job's outputs; run together with the jobs for the same model and options that
+        arrive meanwhile, each with its own seed (batching never changes what a job gets)."""
         return self._run_batched(job)
 
     def start_stream(self, job: Job) -> tuple[queue.Queue, threading.Event]:
@@ -213,7 +215,7 @@ class Engine:
         except BaseException as exc:  # handed to the reader, which answers with an error event
             pieces.put(("error", exc))
 
-    # --- images -------------------------------------------------------------------------------
+    # --- batching -----------------------------------------------------------------------------
     def _run_batched(self, job: Job) -> list[Output]:
         pending = _Pending(job)
         key = job.batch_key()
@@ -226,35 +228,26 @@ class Engine:
             with self._model_lock(job.model.id):  # requests arriving meanwhile join the next batch
                 with self._lock:
                     batch = self._queues.pop(key)
-                self._sample_batch(batch)
+                self._run_batch(batch)
         pending.done.wait()
         if pending.error is not None:
             raise pending.error
         return pending.result
 
-    def _sample_batch(self, batch: list[_Pending]) -> None:
-        from genlab.data.images import to_uint8
-        from genlab.models.base import GeneratorGroup
-
+    def _run_batch(self, batch: list[_Pending]) -> None:
         try:
-            model = self.cache.get(batch[0].job.model)
             jobs = [p.job for p in batch]
-            total = sum(j.n for j in jobs)
-            if total > self.limits.max_n * 4:  # keep one call's memory bounded: split the batch
+            if sum(j.n for j in jobs) > self.limits.max_n * 4:  # keep one call's memory bounded: split it
                 for p in batch:
-                    self._sample_batch([p])
+                    self._run_batch([p])
                 return
-            group = GeneratorGroup([(torch.Generator().manual_seed(j.seed), j.n) for j in jobs])
-            labels = _batch_labels(jobs)
-            with torch.no_grad():
-                x = model.sample(total, generator=group, labels=labels, **_image_options(jobs[0]))
-            images = to_uint8(x, model.data_range)
-            self.batches += 1
-            self.batched_jobs += len(batch)
-            start = 0
-            for p in batch:
-                p.result = [_image_output(img) for img in images[start : start + p.job.n]]
-                start += p.job.n
+            model = self.cache.get(jobs[0].model)
+            text = jobs[0].model.modality in ("text", "music")
+            outputs = self._text_batch(model, jobs) if text else self._image_batch(model, jobs)
+            self.batches["text" if text else "image"] += 1
+            self.batched_jobs["text" if text else "image"] += len(jobs)
+            for p, result in zip(batch, outputs, strict=True):
+                p.result = result
         except BaseException as exc:  # every waiting request learns of the failure
             for p in batch:
                 p.error = exc
@@ -262,15 +255,45 @@ class Engine:
             for p in batch:
                 p.done.set()
 
-    # --- text and music -----------------------------------------------------------------------
-    def _run_text(self, job: Job) -> list[Output]:
-        from genlab import api
+    @staticmethod
+    def _image_batch(model: torch.nn.Module, jobs: list[Job]) -> list[list[Output]]:
+        from genlab.data.images import to_uint8
 
-        model = self.cache.get(job.model)
-        texts = api.generate(model, job.prompt, n=job.n, seed=job.seed, **_text_options(job))
-        if job.model.modality == "music":
-            return [Output("music", text=t, data=_midi_bytes(t), mime="audio/midi") for t in texts]
-        return [Output("text", text=t) for t in texts]
+        group = GeneratorGroup([(torch.Generator().manual_seed(j.seed), j.n) for j in jobs])
+        with torch.no_grad():
+            x = model.sample(group.total, generator=group, labels=_batch_labels(jobs), **_image_options(jobs[0]))
+        images = to_uint8(x, model.data_range)
+        return [[_image_output(img) for img in part] for part in _split(images, jobs)]
+
+    @staticmethod
+    def _text_batch(model: torch.nn.Module, jobs: list[Job]) -> list[list[Output]]:
+        """One decoding loop for every job's rows (prompt j repeated n_j times), each job's rows
+        drawing from its own seed's generator; beam search (deterministic) runs job by job."""
+        from genlab import api, sequences
+        from genlab.sampling.decoding import DecodingOptions
+
+        options = _text_options(jobs[0])
+        stop = list(options.pop("stop", ()))
+        decoding = DecodingOptions(**options)
+        if decoding.num_beams > 1:
+            texts = [api.generate(model, j.prompt, n=j.n, seed=j.seed, **_text_options(j)) for j in jobs]
+        else:
+            group = GeneratorGroup([(torch.Generator().manual_seed(j.seed), j.n) for j in jobs])
+            prompts = [j.prompt for j in jobs for _ in range(j.n)]
+            rows = sequences.generate_text(model, prompts, decoding, n=1, stop=stop, generator=group)
+            texts = _split([row[0] for row in rows], jobs)
+        if jobs[0].model.modality == "music":
+            return [[Output("music", text=t, data=_midi_bytes(t), mime="audio/midi") for t in ts] for ts in texts]
+        return [[Output("text", text=t) for t in ts] for ts in texts]
+
+
+def _split(items: Sequence[Any], jobs: list[Job]) -> list[list[Any]]:
+    """A batch's outputs back to its jobs: job j's are the next ``jobs[j].n``."""
+    parts, start = [], 0
+    for job in jobs:
+        parts.append(list(items[start : start + job.n]))
+        start += job.n
+    return parts
 
 
 def _text_options(job: Job) -> dict[str, Any]:

@@ -24,11 +24,13 @@ class ServiceMetrics:
                                registry=self.registry)  # fmt: skip
         loaded = Gauge("genlab_models_loaded", "Models held in the model cache", registry=self.registry)
         loaded.set_function(lambda: len(engine.cache))
-        batches = Gauge("genlab_image_batches", "Image sample calls made (each may serve several requests)",
-                        registry=self.registry)  # fmt: skip
-        batches.set_function(lambda: engine.batches)
-        batched = Gauge("genlab_image_batched_requests", "Image requests served by those calls", registry=self.registry)
-        batched.set_function(lambda: engine.batched_jobs)
+        for kind in ("image", "text"):
+            what = f"{kind.title()} generation calls (each may serve several requests)"
+            calls = Gauge(f"genlab_{kind}_batches", what, registry=self.registry)
+            calls.set_function(lambda kind=kind: engine.batches[kind])
+            served = Gauge(f"genlab_{kind}_batched_requests", f"{kind.title()} requests served by those calls",
+                           registry=self.registry)  # fmt: skip
+            served.set_function(lambda kind=kind: engine.batched_jobs[kind])
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

@@ -62,7 +62,8 @@ class TextEmbedder:
 
     ``model_dir`` None means all-MiniLM-L6-v2 (``name`` "minilm-l6-v2", 384-d); otherwise a local
     sentence-transformers model directory. The model loads on first use; ``embed`` may be called
-    from several threads (calls take turns: the tokenizer is not safe to share mid-call).
+    from several threads: calls that arrive while the encoder is busy are encoded together next, in
+    one batch (the tokenizer is not safe to share mid-call, and one batch is much cheaper than many).
     """
 
     def __init__(self, model_dir: str | Path | None = None, *, device: str | torch.device = "cpu",
@@ -76,6 +77,8 @@ class TextEmbedder:
         self._model: Any = None
         self._load_lock = threading.Lock()
         self._encode_lock = threading.Lock()
+        self._queue: list[_Request] = []  # calls waiting for the encoder
+        self._queue_lock = threading.Lock()
 
     @property
     def dim(self) -> int:
@@ -125,12 +128,39 @@ class TextEmbedder:
         if len(texts) == 0:
             return np.zeros((0, self.dim), np.float32)
         model = self._load()
-        with self._encode_lock:
-            vectors = model.encode(
-                list(texts), batch_size=batch_size or self.batch_size, convert_to_numpy=True,
-                normalize_embeddings=True, show_progress_bar=False,
-            )  # fmt: skip
-        return _normalise(vectors)
+        mine = _Request(list(texts))
+        with self._queue_lock:
+            self._queue.append(mine)
+        with self._encode_lock:  # whoever holds it encodes every call queued meanwhile, in one batch
+            if not mine.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                try:
+                    vectors = _normalise(model.encode(
+                        [t for r in batch for t in r.texts], batch_size=batch_size or self.batch_size,
+                        convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False,
+                    ))  # fmt: skip
+                except BaseException as exc:
+                    for r in batch:
+                        r.error, r.done = exc, True
+                    raise
+                start = 0
+                for r in batch:
+                    r.vectors, r.done = vectors[start : start + len(r.texts)], True
+                    start += len(r.texts)
+        if mine.error is not None:
+            raise mine.error
+        return mine.vectors
+
+
+@dataclass
+class _Request:
+    """One ``embed`` call waiting for the encoder."""
+
+    texts: list[str]
+    vectors: np.ndarray | None = None
+    error: BaseException | None = None
+    done: bool = False
 
 
 _TEXT_EMBEDDERS: dict[tuple[str, str], TextEmbedder] = {}

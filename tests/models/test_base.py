@@ -41,3 +41,21 @@ def test_batched_sampling_equals_separate_sampling(run, request):
         apart = [model.sample(2, generator=_gen(3), **options), model.sample(1, generator=_gen(4), **options)]
         together = model.sample(3, generator=GeneratorGroup([(_gen(3), 2), (_gen(4), 1)]), **options)
     torch.testing.assert_close(together, torch.cat(apart), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("run", ["gpt_run", "lstm_run"])
+def test_batched_decoding_equals_separate_decoding(run, request):
+    """Prompts of different lengths (left-padded), several rows per request, rows ending early at a
+    stop string: each request's rows draw from its own generator as they would alone."""
+    from genlab import sequences
+    from genlab.sampling.decoding import DecodingOptions
+
+    model = genlab.load(request.getfixturevalue(run))
+    options = DecodingOptions(max_new_tokens=20, temperature=0.9)
+    jobs = [("ROMEO:", 2, 1), ("To be, or not to be", 1, 2), (None, 3, 3)]  # (prompt, n, seed)
+    alone = [sequences.generate_text(model, [p], options, n=n, seed=s, stop=["\n\n"])[0] for p, n, s in jobs]
+    group = GeneratorGroup([(_gen(s), n) for _, n, s in jobs])
+    rows = sequences.generate_text(model, [p for p, n, _ in jobs for _ in range(n)], options, n=1, stop=["\n\n"],
+                                   generator=group)  # fmt: skip
+    flat = [row[0] for row in rows]
+    assert flat == [text for texts in alone for text in texts]

@@ -126,6 +126,26 @@ def test_concurrent_image_requests_are_batched_without_changing_results(service)
             assert np.abs(x.astype(int) - y.astype(int)).max() <= 1  # equal up to float rounding at the uint8 edge
 
 
+def test_concurrent_text_requests_are_batched_without_changing_results(service):
+    """Different prompts, lengths, n and seeds in one decoding loop: each gets what it gets alone."""
+    prompts = ["A", "ROMEO:", "To be, or not", "KING", "O", "Good morrow, sir", "HAM", "We"]
+    bodies = [{"model": "gpt", "prompt": p, "n": 1 + i % 2, "seed": 50 + i, "parameters": {"max_new_tokens": 12}}
+              for i, p in enumerate(prompts)]  # fmt: skip
+    with service.client("editor") as c:
+        alone = [[g["text"] for g in c.post("/v1/generate", json=b).json()["generations"]] for b in bodies]
+        before = _metric(c, "genlab_text_batches")
+
+        def run(body):
+            with service.client("editor") as c2:
+                return [g["text"] for g in c2.post("/v1/generate", json=body).json()["generations"]]
+
+        with ThreadPoolExecutor(8) as pool:
+            together = list(pool.map(run, bodies))
+        calls = _metric(c, "genlab_text_batches") - before
+    assert calls < len(bodies)
+    assert together == alone
+
+
 def _metric(client: httpx.Client, name: str) -> float:
     for line in client.get("/metrics").text.splitlines():
         if line.startswith(name + " "):
@@ -210,12 +230,12 @@ def test_a_failing_generation_stores_nothing(service, monkeypatch):
 
     with service.store.session() as s:
         before = s.scalar(select(func.count(GenerationRow.id)))
-    import genlab.api
+    import genlab.sequences
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(genlab.api, "generate", broken)
+    monkeypatch.setattr(genlab.sequences, "generate_text", broken)
     with service.client("editor") as c:
         r = c.post("/v1/generate", json={"model": "gpt", "prompt": "x"})
     assert r.status_code == 500 and "nothing was stored" in r.json()["detail"]

@@ -79,6 +79,19 @@ def test_text_embedder_loads_once_when_threads_race(minilm):
     np.testing.assert_allclose(np.concatenate(results), minilm.embed(SENTENCES[:4]), atol=1e-5)
 
 
+def test_concurrent_calls_are_encoded_together_with_the_same_vectors(minilm, monkeypatch):
+    sentences = [f"sentence number {i} about {topic}" for i, topic in enumerate(["bees", "kings", "rain"] * 4)]
+    alone = [minilm.embed([s])[0] for s in sentences]
+    model = minilm._load()
+    calls = []
+    encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda texts, **kw: calls.append(len(texts)) or encode(texts, **kw))
+    with ThreadPoolExecutor(len(sentences)) as pool:
+        together = list(pool.map(lambda s: minilm.embed([s])[0], sentences))
+    np.testing.assert_allclose(np.stack(together), np.stack(alone), atol=1e-5)
+    assert sum(calls) == len(sentences) and len(calls) < len(sentences)  # some calls shared an encode
+
+
 def test_text_embedder_errors_teach(monkeypatch, tmp_path):
     with pytest.raises(DataError, match=r"wrap a single text as \[text\]"):
         emb.TextEmbedder().embed("one sentence")
