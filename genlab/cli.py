@@ -609,8 +609,6 @@ def serve(
 rag_app = typer.Typer(help="Passages for retrieval-augmented generation (`genlab generate --rag`): "
                            "add, list, search, delete.", no_args_is_help=True)  # fmt: skip
 app.add_typer(rag_app, name="rag")
-RagDb = Annotated[Optional[str], typer.Option("--db", help="Store database: a SQLite path or SQLAlchemy URL "
-                                              "(default: $GENLAB_DB, else ./genlab.db).")]  # fmt: skip
 
 
 @rag_app.command("add")
@@ -619,7 +617,7 @@ def rag_add(
     files: Annotated[list[Path], typer.Argument(help=".txt or .md files, or folders of them.")],
     chunk_chars: Annotated[int, typer.Option(help="Most characters per passage.")] = 800,
     overlap: Annotated[int, typer.Option(help="Characters carried over when a long paragraph is split.")] = 100,
-    db: RagDb = None,
+    db: Db = None,
 ) -> None:
     """Split text files into passages and add the new ones (with their embeddings) to a collection."""
     from genlab.store import Store, rag
@@ -632,7 +630,7 @@ def rag_add(
 
 
 @rag_app.command("list")
-def rag_list(db: RagDb = None) -> None:
+def rag_list(db: Db = None) -> None:
     """The collections and how many passages each holds."""
     from genlab.store import Store, rag
 
@@ -650,7 +648,7 @@ def rag_search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option("--k", help="Passages to show.")] = 3,
     mode: Annotated[str, typer.Option(help="keyword | vector | hybrid")] = "hybrid",
-    db: RagDb = None,
+    db: Db = None,
 ) -> None:
     """Show the passages that `generate --rag` would retrieve for QUERY, best first."""
     from genlab.store import Store, rag
@@ -665,7 +663,7 @@ def rag_search(
 
 
 @rag_app.command("delete")
-def rag_delete(collection: Annotated[str, typer.Argument(help="Collection name.")], db: RagDb = None) -> None:
+def rag_delete(collection: Annotated[str, typer.Argument(help="Collection name.")], db: Db = None) -> None:
     """Remove a collection with its passages, embeddings and index."""
     from genlab.store import Store, rag
 
