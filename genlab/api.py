@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +21,14 @@ import numpy as np
 import torch
 
 from genlab import registry, sequences
-from genlab.checkpoint import build_model, list_checkpoints, load_model, read_run_config, write_run_config
+from genlab.checkpoint import (
+    build_model,
+    last_metrics,
+    list_checkpoints,
+    load_model,
+    read_run_config,
+    write_run_config,
+)
 from genlab.config import apply_overrides, field_names, from_dict, parse_overrides, to_dict
 from genlab.data.datasets import ImageData, load_images
 from genlab.data.images import read_image, resize_images, save_grid, to_tensor, to_uint8
@@ -634,13 +640,7 @@ def info(run_dir: str | Path) -> dict[str, Any]:
     record = read_run_config(run_dir)
     model = build_model(record)
     checkpoints = list_checkpoints(run_dir)
-    last: dict[str, dict[str, float]] = {}
-    metrics_path = run_dir / "metrics.jsonl"
-    if metrics_path.exists():
-        for line in metrics_path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                last[row["split"]] = row
+    last = last_metrics(run_dir)
     return {
         "run_dir": str(run_dir),
         "recipe": record.get("recipe"),

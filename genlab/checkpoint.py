@@ -225,6 +225,18 @@ def build_model(record: dict[str, Any]) -> nn.Module:
     return fam.model_class(config)
 
 
+def last_metrics(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """The last row of each split ("train", "val") in the run's metrics.jsonl; {} before any."""
+    path = run_dir / "metrics.jsonl"
+    last: dict[str, dict[str, Any]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                last[row["split"]] = row
+    return last
+
+
 def weights_path(run_dir: Path, *, use_ema: bool = True) -> Path:
     """The weights file a trained run is loaded from: the EMA weights when kept (and wanted)."""
     path = run_dir / "ema.safetensors"

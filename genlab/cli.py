@@ -686,6 +686,7 @@ def _generate_with_store(model, run_dir: Path, prompts: list, options: dict, *, 
         parameters.update(rag=collection, rag_k=k)
     full = []
     with Store.open(db) as store:
+        registered = rag.registered_model(store, run_dir) if record else None  # once: it hashes the weights
         for prompt in prompts:
             used = []
             if collection is not None:
@@ -695,7 +696,7 @@ def _generate_with_store(model, run_dir: Path, prompts: list, options: dict, *, 
             else:
                 texts = api.generate(model, [prompt], n=n, **options)
             if record:
-                rows = rag.record_text_generations(store, run_dir, prompt, texts, passages=used, kind=kind,
+                rows = rag.record_text_generations(store, registered, prompt, texts, passages=used, kind=kind,
                                                    parameters=parameters, seed=options["seed"])  # fmt: skip
                 err.print(f"recorded generation {', '.join(str(g.id) for g in rows)} in {store.url}", style="dim",
                           highlight=False, markup=False)  # fmt: skip

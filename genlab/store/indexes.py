@@ -60,6 +60,15 @@ class Indexes:
                 self._sync(space, index)
             return index
 
+    def add(self, space: str, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Vectors this process has just committed: added to the space's index directly, without the
+        sync a search does (which would read every id of the space once the counts differ)."""
+        with self._lock:
+            index = self._indexes.get(space)
+        if index is None:
+            index = self.get(space)  # loads it, already with these rows
+        index.add(ids, vectors)
+
     def drop(self, space: str) -> None:
         """Forget a deleted space's index: emptied (for anyone still holding it), out of the cache
         and off the disk."""

@@ -22,29 +22,20 @@ _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-
 _PHONE = re.compile(r"(?<![\w/])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){1,4}(?![\w/])")
 
 
-def _is_phone(match: re.Match[str]) -> bool:
-    digits = sum(ch.isdigit() for ch in match.group())
-    return 7 <= digits <= 15
-
-
 def redact(text: str) -> tuple[str, int]:
-    """``text`` with e-mail addresses replaced by ``[email]`` and phone numbers by ``[phone]``,
-    and how many were replaced."""
-    count = 0
+    """``text`` with e-mail addresses replaced by ``[email]`` and phone numbers (7–15 digits) by
+    ``[phone]``, and how many were replaced."""
+    text, emails = _EMAIL.subn("[email]", text)
+    phones = 0
 
-    def sub(label: str, check=None):
-        def repl(match: re.Match[str]) -> str:
-            nonlocal count
-            if check is not None and not check(match):
-                return match.group()
-            count += 1
-            return label
+    def phone(match: re.Match[str]) -> str:
+        nonlocal phones
+        if not 7 <= sum(ch.isdigit() for ch in match.group()) <= 15:
+            return match.group()
+        phones += 1
+        return "[phone]"
 
-        return repl
-
-    text = _EMAIL.sub(sub("[email]"), text)
-    text = _PHONE.sub(sub("[phone]", _is_phone), text)
-    return text, count
+    return _PHONE.sub(phone, text), emails + phones
 
 
 class PromptCipher:

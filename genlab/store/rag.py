@@ -214,7 +214,7 @@ def add_documents(
                       for doc, i in zip(docs, keep, strict=True))  # fmt: skip
         ids = np.array([doc.id for doc in docs], dtype=np.int64)
     if space is not None:  # after the commit: the index never holds uncommitted rows
-        store._index(space).add(ids, vectors[keep])
+        store.indexes.add(space, ids, vectors[keep])
     logger.info("collection %s: added %d of %d passages", collection, len(docs), total)
     return {"added": len(docs), "skipped": total - len(docs), "passages": total}
 
@@ -485,7 +485,7 @@ def registered_model(store: Store, run_dir: str | Path) -> ModelInfo:
 
 def record_text_generations(
     store: Store,
-    run_dir: str | Path,
+    model_or_run: ModelInfo | str | Path,
     prompt: str | None,
     texts: Sequence[str],
     *,
@@ -495,10 +495,10 @@ def record_text_generations(
     kind: str = "text",
     user_id: str = LOCAL_USER,
 ) -> list[Generation]:
-    """Record the continuations ``texts`` of ``prompt`` by the run at ``run_dir`` (registered first
-    if needed, see :func:`registered_model`), with the ids of the RAG ``passages`` it was
-    conditioned on as each generation's ``context``."""
-    model = registered_model(store, run_dir)
+    """Record the continuations ``texts`` of ``prompt`` by a registered model, or by the run at a
+    path (registered first if needed, see :func:`registered_model`), with the ids of the RAG
+    ``passages`` it was conditioned on as each generation's ``context``."""
+    model = model_or_run if isinstance(model_or_run, ModelInfo) else registered_model(store, model_or_run)
     outputs = [Output(kind=kind, text=t) for t in texts]
     return store.record_generations(outputs, model=model, user_id=user_id, parameters=parameters, seed=seed,
                                     prompt=prompt, context=[doc.id for doc in passages])  # fmt: skip

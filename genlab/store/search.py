@@ -64,12 +64,10 @@ def search(
 
             fused = reciprocal_rank_fusion([[i for i, _ in r] for r in ranks.values()])[:k]
         position = {name: {gid: n + 1 for n, (gid, _) in enumerate(r)} for name, r in ranks.items()}
-        hits = []
-        for gid, score in fused:
-            row = s.get(GenerationRow, gid)
-            hit_ranks = {name: pos[gid] for name, pos in position.items() if gid in pos}
-            hits.append(SearchHit(store._generation(s, row), float(score), hit_ranks))
-        return hits
+        rows = {r.id: r for r in s.scalars(select(GenerationRow).where(GenerationRow.id.in_([g for g, _ in fused])))}
+        records = store._generations(s, [rows[gid] for gid, _ in fused])
+        return [SearchHit(record, float(score), {name: pos[gid] for name, pos in position.items() if gid in pos})
+                for record, (gid, score) in zip(records, fused, strict=True)]  # fmt: skip
 
 
 def _allowed_ids(store: Store, s: Session, filters: GenerationFilter) -> set[int] | None:

@@ -260,9 +260,9 @@ class Store:
                     s.add(EmbeddingRow(space=space, owner_id=rows[i].id, vector=vector.astype(np.float32).tobytes()))
                     added.setdefault(space, []).append((rows[i].id, vector))
             s.flush()
-            result = [self._generation(s, row) for row in rows]
+            result = self._generations(s, rows)
         for space, items in added.items():  # after the commit: the index never holds uncommitted rows
-            self._index(space).add(np.array([i for i, _ in items]), np.stack([v for _, v in items]))
+            self.indexes.add(space, np.array([i for i, _ in items]), np.stack([v for _, v in items]))
         return result
 
     def get_generation(self, generation_id: int, *, user_id: str | None = None, decrypt: bool = False) -> Generation:
@@ -271,7 +271,7 @@ class Store:
             row = s.get(GenerationRow, generation_id)
             if row is None or (user_id is not None and row.user_id != user_id):
                 raise NotFoundError(f"no generation {generation_id}" + (" of yours" if user_id else "") + ".")
-            return self._generation(s, row, decrypt=decrypt)
+            return self._generations(s, [row], decrypt=decrypt)[0]
 
     def list_generations(self, filters: GenerationFilter = GenerationFilter(), *, limit: int = 50,
                          offset: int = 0) -> list[Generation]:  # fmt: skip
@@ -279,7 +279,7 @@ class Store:
         with self.session() as s:
             query = self._filtered(s, select(GenerationRow), filters)
             query = query.order_by(GenerationRow.created_at.desc(), GenerationRow.id.desc()).limit(limit).offset(offset)
-            return [self._generation(s, row) for row in s.scalars(query)]
+            return self._generations(s, list(s.scalars(query)))
 
     def media_path(self, generation: Generation) -> Path:
         """The file of an image/audio/MIDI generation, checked against its recorded hash."""
@@ -350,7 +350,8 @@ class Store:
         """A new API key: its record and the key itself, which is shown once and stored only hashed."""
         if role not in ROLES:
             raise ConfigError(f"role {role!r} is not one of {ROLES}.")
-        _check_name(user_id, "user id")
+        if not user_id or len(user_id) > 128:
+            raise ConfigError(f"user id {user_id!r} must be 1–128 characters.")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         with self.session() as s:
             row = ApiKeyRow(key_sha256=_key_hash(key), prefix=key[:10], user_id=user_id, role=role)
@@ -478,14 +479,28 @@ class Store:
                                                             .where(PromptRow.session_id == f.session_id)))  # fmt: skip
         return query
 
-    def _generation(self, s: Session, row: GenerationRow, *, decrypt: bool = False) -> Generation:
-        model = s.get(ModelRow, row.model_id)
-        prompt = s.get(PromptRow, row.prompt_id) if row.prompt_id is not None else None
+    def _generations(self, s: Session, rows: Sequence[GenerationRow], *, decrypt: bool = False) -> list[Generation]:
+        """Records for ``rows`` (in their order), with their models, prompts and ratings read in three
+        queries for all of them, not three per row."""
+        if not rows:
+            return []
+        models = {m.id: m for m in s.scalars(select(ModelRow).where(ModelRow.id.in_({r.model_id for r in rows})))}
+        prompt_ids = {r.prompt_id for r in rows if r.prompt_id is not None}
+        prompts = {p.id: p for p in s.scalars(select(PromptRow).where(PromptRow.id.in_(prompt_ids)))}
+        ratings = {gid: (avg, count) for gid, avg, count in s.execute(
+            select(FeedbackRow.generation_id, func.avg(FeedbackRow.rating), func.count(FeedbackRow.id))
+            .where(FeedbackRow.generation_id.in_([r.id for r in rows])).group_by(FeedbackRow.generation_id)
+        )}  # fmt: skip
+        return [self._record(row, models[row.model_id], prompts.get(row.prompt_id), ratings.get(row.id, (None, 0)),
+                             decrypt=decrypt) for row in rows]  # fmt: skip
+
+    @staticmethod
+    def _record(row: GenerationRow, model: ModelRow, prompt: PromptRow | None, rating: tuple[Any, int], *,
+                decrypt: bool) -> Generation:  # fmt: skip
         prompt_text = prompt.text if prompt is not None else None
         if prompt is not None and prompt.sensitive and decrypt:
             prompt_text = PromptCipher().decrypt(prompt.ciphertext)
-        rating, count = s.execute(select(func.avg(FeedbackRow.rating), func.count(FeedbackRow.id))
-                                  .where(FeedbackRow.generation_id == row.id)).one()  # fmt: skip
+        mean, count = rating
         return Generation(
             id=row.id, user_id=row.user_id, model=f"{model.name}:{model.version}", model_id=row.model_id,
             kind=row.kind, prompt=prompt_text, prompt_id=row.prompt_id,
@@ -493,7 +508,7 @@ class Store:
             parameters=row.parameters, seed=row.seed, index=row.index, text=row.text, file_path=row.file_path,
             file_sha256=row.file_sha256, mime=row.mime, scores=row.scores, context=row.context,
             latency_ms=row.latency_ms, created_at=row.created_at,
-            rating=float(rating) if rating is not None else None, num_feedback=int(count),
+            rating=float(mean) if mean is not None else None, num_feedback=int(count),
         )  # fmt: skip
 
 
@@ -515,19 +530,13 @@ def content_hash(path: Path) -> str:
 
 def _run_metrics(run_dir: Path) -> dict[str, Any]:
     """The run's evaluation (metrics.json) headline values, else its last validation losses."""
+    from genlab.checkpoint import last_metrics
     from genlab.io import read_json
 
     if (run_dir / "metrics.json").exists():
         values = read_json(run_dir / "metrics.json").get("metrics", {})
         return {k: v.get("value", v) if isinstance(v, dict) else v for k, v in values.items()}
-    last: dict[str, Any] = {}
-    path = run_dir / "metrics.jsonl"
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                if row.get("split") == "val":
-                    last = row
+    last = last_metrics(run_dir).get("val", {})
     return {k: v for k, v in last.items() if isinstance(v, (int, float))}
 
 
@@ -545,7 +554,7 @@ def _headline_score(scores: dict[str, float]) -> float | None:
 
 
 def _check_name(value: str, what: str) -> None:
-    if not value or len(value) > 128 or (what != "user id" and any(c in value for c in ":/\\\n\t ")):
+    if not value or len(value) > 128 or any(c in value for c in ":/\\\n\t "):
         raise ConfigError(f"{what} {value!r} must be 1–128 characters without spaces, ':' or slashes.")
 
 
